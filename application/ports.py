@@ -1,0 +1,303 @@
+"""Ports: what the use cases need from the outside world, named by role.
+
+Adapters implement these protocols (`adapters/sqlalchemy`, `adapters/memory`, ...). Every
+repository is reached through a unit of work, whose `commit()` is the only way a change persists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol, Self
+from uuid import UUID
+
+from application.pagination import Keyset
+from domain.bots import Bot, BotApiKey, BotStatus, KnowledgeEntry
+from domain.conversations import Conversation, ConversationStatus, Feedback, Message
+from domain.users import RefreshToken, User
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class IdGenerator(Protocol):
+    def new_id(self) -> UUID: ...
+
+
+# --- repositories -------------------------------------------------------------------------------
+
+
+class UserRepository(Protocol):
+    async def add(self, user: User) -> None: ...
+    async def get(self, user_id: UUID) -> User | None: ...
+    async def get_by_email(self, email: str) -> User | None: ...
+    async def list_page(self, *, after: Keyset | None, limit: int) -> list[User]:
+        """Oldest first, by (created_at, id); `limit` rows at most."""
+        ...
+
+    async def count_admins(self) -> int: ...
+
+
+class RefreshTokenRepository(Protocol):
+    async def add(self, token: RefreshToken) -> None: ...
+    async def get_by_hash(self, token_hash: str) -> RefreshToken | None: ...
+    async def revoke_family(self, family_id: UUID, now: datetime) -> None: ...
+    async def revoke_all_for_user(self, user_id: UUID, now: datetime) -> None: ...
+
+
+@dataclass(frozen=True)
+class BotFilter:
+    owner_id: UUID | None = None
+    status: BotStatus | None = None
+    name_contains: str | None = None
+
+
+class BotRepository(Protocol):
+    async def add(self, bot: Bot) -> None: ...
+    async def get(self, bot_id: UUID) -> Bot | None: ...
+    async def delete(self, bot: Bot) -> None:
+        """Deletes the bot with its knowledge, keys, conversations and messages."""
+        ...
+
+    async def list_page(self, flt: BotFilter, *, after: Keyset | None, limit: int) -> list[Bot]:
+        """Newest first, by (created_at, id) descending."""
+        ...
+
+    async def list_chattable(self, user_id: UUID | None, *, limit: int) -> list[Bot]:
+        """Published bots plus, when `user_id` is given, that user's own drafts (newest first)."""
+        ...
+
+
+class KnowledgeRepository(Protocol):
+    async def add(self, entry: KnowledgeEntry) -> None: ...
+    async def add_many(self, entries: Sequence[KnowledgeEntry]) -> None: ...
+    async def get(self, bot_id: UUID, entry_id: UUID) -> KnowledgeEntry | None: ...
+    async def delete(self, entry: KnowledgeEntry) -> None: ...
+    async def list_page(
+        self, bot_id: UUID, *, after: Keyset | None, limit: int
+    ) -> list[KnowledgeEntry]:
+        """Oldest first, by (created_at, id)."""
+        ...
+
+    async def all_for_bot(self, bot_id: UUID) -> list[KnowledgeEntry]:
+        """Every entry, for building a retrieval index (oldest first)."""
+        ...
+
+    async def get_many(self, bot_id: UUID, entry_ids: Sequence[UUID]) -> list[KnowledgeEntry]: ...
+
+
+class ApiKeyRepository(Protocol):
+    async def add(self, key: BotApiKey) -> None: ...
+    async def get(self, bot_id: UUID, key_id: UUID) -> BotApiKey | None: ...
+    async def get_by_prefix(self, prefix: str) -> BotApiKey | None: ...
+    async def list_page(self, bot_id: UUID) -> list[BotApiKey]: ...
+    async def delete(self, key: BotApiKey) -> None: ...
+
+
+@dataclass(frozen=True)
+class ConversationFilter:
+    user_id: UUID | None = None
+    bot_id: UUID | None = None
+    status: ConversationStatus | None = None
+    external_user_id: str | None = None
+    only_key_opened: bool = False
+    with_down_feedback: bool = False
+
+
+class ConversationRepository(Protocol):
+    async def add(self, conversation: Conversation) -> None: ...
+    async def get(self, conversation_id: UUID) -> Conversation | None: ...
+    async def get_for_update(self, conversation_id: UUID) -> Conversation | None:
+        """Reads the conversation and locks it until the unit of work ends (serialises appends)."""
+        ...
+
+    async def delete(self, conversation: Conversation) -> None: ...
+    async def list_page(
+        self, flt: ConversationFilter, *, after: Keyset | None, limit: int
+    ) -> list[Conversation]:
+        """Newest activity first, by (last_message_at, id) descending."""
+        ...
+
+
+class MessageRepository(Protocol):
+    async def add(self, message: Message) -> None: ...
+    async def get(self, message_id: UUID) -> Message | None: ...
+    async def list_page(
+        self, conversation_id: UUID, *, after_seq: int, limit: int
+    ) -> list[Message]:
+        """Oldest first, by sequence number, strictly after `after_seq`."""
+        ...
+
+    async def recent(self, conversation_id: UUID, limit: int) -> list[Message]:
+        """The last `limit` messages, oldest first; never the whole history."""
+        ...
+
+
+class FeedbackRepository(Protocol):
+    async def add(self, feedback: Feedback) -> None: ...
+    async def get(self, message_id: UUID) -> Feedback | None: ...
+
+
+@dataclass
+class IdempotencyRecord:
+    """The first answer to a request carrying an `Idempotency-Key`, replayed to retries.
+
+    `response` is None while the first request is still being answered.
+    """
+
+    principal: str
+    key: str
+    fingerprint: str
+    response: dict[str, Any] | None
+    created_at: datetime
+
+
+class IdempotencyRepository(Protocol):
+    async def get(self, principal: str, key: str) -> IdempotencyRecord | None: ...
+    async def add(self, record: IdempotencyRecord) -> None: ...
+    async def purge_older_than(self, cutoff: datetime) -> int: ...
+
+
+@dataclass(frozen=True)
+class BotStats:
+    conversations: int
+    messages: int
+    replies: int
+    fallbacks: int
+    feedback_up: int
+    feedback_down: int
+    reply_latencies_ms: list[int] = field(default_factory=list)
+
+
+class StatsReader(Protocol):
+    async def bot_stats(self, bot_id: UUID) -> BotStats: ...
+
+
+# --- unit of work ---------------------------------------------------------------------------------
+
+
+class UnitOfWork(Protocol):
+    """One transaction. Leaving the `async with` block without `commit()` rolls back."""
+
+    users: UserRepository
+    refresh_tokens: RefreshTokenRepository
+    bots: BotRepository
+    knowledge: KnowledgeRepository
+    api_keys: ApiKeyRepository
+    conversations: ConversationRepository
+    messages: MessageRepository
+    feedback: FeedbackRepository
+    idempotency: IdempotencyRepository
+    stats: StatsReader
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    async def commit(self) -> None:
+        """Persist; raises `ConcurrentUpdate` (lost a race) or `DuplicateKey` (unique rule)."""
+        ...
+
+    async def rollback(self) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+class SchemaInspector(Protocol):
+    """Tells whether the store answers and its schema is the one this code expects."""
+
+    async def check(self) -> Readiness: ...
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    detail: str
+
+
+# --- services the use cases call ------------------------------------------------------------------
+
+
+class PasswordHasher(Protocol):
+    async def hash(self, password: str) -> str: ...
+    async def verify(self, password: str, password_hash: str) -> tuple[bool, str | None]:
+        """Returns (matches, new_hash); `new_hash` is set when the parameters changed."""
+        ...
+
+    async def verify_dummy(self, password: str) -> None:
+        """Spends the time of one verification, so unknown accounts answer as slowly as known."""
+        ...
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: UUID
+    role: str
+    token_id: str
+    expires_at: datetime
+
+
+class AccessTokenIssuer(Protocol):
+    def issue(self, user: User, now: datetime) -> tuple[str, int]:
+        """Returns the signed token and its lifetime in seconds."""
+        ...
+
+    def verify(self, token: str, now: datetime) -> AccessClaims:
+        """Raises `AuthenticationFailed` for any token that is not one of ours and current."""
+        ...
+
+
+class AttemptCounter(Protocol):
+    """Counts failures per key within a sliding window; shared between workers when Redis-backed."""
+
+    async def hit(self, key: str, window_seconds: int) -> int:
+        """Records one failure; returns the count in the current window."""
+        ...
+
+    async def count(self, key: str) -> tuple[int, int]:
+        """Returns (failures in the window, seconds until the window ends)."""
+        ...
+
+    async def reset(self, key: str) -> None: ...
+
+
+# --- reply engines --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplyRequest:
+    bot: Bot
+    history: list[Message]
+    message: str
+
+
+@dataclass(frozen=True)
+class ReplyChunk:
+    """A piece of the reply text as it is produced."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ReplyDone:
+    """The end of a reply: its metadata (confidence, fallback, sources, usage, ...)."""
+
+    metadata: dict[str, Any]
+
+
+ReplyEvent = ReplyChunk | ReplyDone
+
+
+class ReplyEngine(Protocol):
+    def reply(self, request: ReplyRequest) -> AsyncIterator[ReplyEvent]:
+        """Streams the reply; ends with exactly one `ReplyDone`. Raises `UpstreamFailed`."""
+        ...

@@ -1,0 +1,1 @@
+"""The domain: entities, value objects and rules of chatbots. Standard library only."""

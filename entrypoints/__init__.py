@@ -1,0 +1,1 @@
+"""Entrypoints: the composition root (bootstrap), the HTTP API, the command line."""

@@ -1,0 +1,1 @@
+"""The HTTP API: one entrypoint adapter among others (the CLI, in-process callers)."""

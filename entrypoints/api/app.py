@@ -1,0 +1,47 @@
+"""The FastAPI app factory: routers, error table, wiring. No business logic lives here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from entrypoints.api import errors
+from entrypoints.api.routers import health
+from entrypoints.bootstrap import Container, build_container, shutdown
+
+ROUTERS = [health]
+
+DESCRIPTION = """
+Build, teach, publish and chat with bots.
+
+Every error is `application/problem+json` (RFC 9457). Lists are cursor-paginated.
+"""
+
+
+def create_app(container: Container | None = None) -> FastAPI:
+    container = container or build_container()
+    settings = container.settings()
+    logging.basicConfig(level=settings.log_level.upper())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await shutdown(container)
+
+    app = FastAPI(
+        title="chatbots",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+    )
+    app.state.container = container
+    errors.install_error_handlers(app)
+    for module in ROUTERS:
+        app.include_router(module.router)
+    # Wire after the routers are imported: a module wired before import stays silently unpatched.
+    container.wire(modules=ROUTERS)
+    return app

@@ -1,0 +1,172 @@
+"""The error table: every application and domain error mapped to an RFC 9457 problem."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from application import errors as app_errors
+from application.pagination import InvalidCursor
+from domain import errors as domain_errors
+
+logger = logging.getLogger("chatbots.api")
+PROBLEM_JSON = "application/problem+json"
+
+
+@dataclass(frozen=True)
+class ProblemKind:
+    status: int
+    slug: str
+    title: str
+
+
+# Ordered from specific to general: the first class in an error's MRO that is listed here wins.
+ERROR_TABLE: dict[type[Exception], ProblemKind] = {
+    app_errors.NotFound: ProblemKind(404, "not-found", "Not found"),
+    app_errors.AuthenticationFailed: ProblemKind(401, "unauthenticated", "Authentication failed"),
+    app_errors.Forbidden: ProblemKind(403, "forbidden", "Forbidden"),
+    app_errors.Conflict: ProblemKind(409, "conflict", "Conflict"),
+    app_errors.DuplicateKey: ProblemKind(409, "conflict", "Conflict"),
+    app_errors.ConcurrentUpdate: ProblemKind(412, "precondition-failed", "Precondition failed"),
+    app_errors.PreconditionFailed: ProblemKind(412, "precondition-failed", "Precondition failed"),
+    app_errors.Throttled: ProblemKind(429, "throttled", "Too many requests"),
+    app_errors.UpstreamTimeout: ProblemKind(504, "upstream-timeout", "Upstream model timed out"),
+    app_errors.UpstreamFailed: ProblemKind(502, "upstream-failed", "Upstream model failed"),
+    InvalidCursor: ProblemKind(400, "invalid-cursor", "Invalid cursor"),
+    domain_errors.InvalidValue: ProblemKind(422, "validation-error", "Validation error"),
+    domain_errors.InvalidTransition: ProblemKind(409, "invalid-transition", "Invalid transition"),
+    domain_errors.ConversationClosed: ProblemKind(
+        409, "conversation-closed", "Conversation closed"
+    ),
+    domain_errors.BotNotAcceptingMessages: ProblemKind(409, "bot-archived", "Bot archived"),
+}
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, the body of every error answer."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[ValidationIssue] | None = None
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    title: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    phrase = HTTPStatus(status).phrase
+    body: dict[str, Any] = {
+        "type": f"/problems/{slug}" if slug else "about:blank",
+        "title": title or phrase,
+        "status": status,
+        "detail": detail or phrase,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def kind_of(error: Exception) -> ProblemKind | None:
+    for cls in type(error).__mro__:
+        if cls in ERROR_TABLE:
+            return ERROR_TABLE[cls]
+    return None
+
+
+def problem_for(error: Exception) -> JSONResponse:
+    kind = kind_of(error)
+    if kind is None:  # pragma: no cover - every raised class is in the table
+        return problem_response(500, "")
+    headers: dict[str, str] = {}
+    if kind.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error, app_errors.Throttled):
+        headers["Retry-After"] = str(error.retry_after_seconds)
+    detail = getattr(error, "detail", "") or str(error)
+    errors = None
+    if isinstance(error, domain_errors.InvalidValue):
+        errors = [{"loc": ["body", error.field], "msg": error.message}]
+    return problem_response(
+        kind.status, detail, slug=kind.slug, title=kind.title, errors=errors, headers=headers
+    )
+
+
+def _validation_problem(error: RequestValidationError) -> JSONResponse:
+    issues = error.errors()
+    if any(issue.get("type") == "json_invalid" for issue in issues):
+        return problem_response(400, "The request body is not valid JSON.", slug="malformed-body")
+    errors = [
+        {"loc": list(issue.get("loc", ())), "msg": str(issue.get("msg", ""))} for issue in issues
+    ]
+    return problem_response(
+        422,
+        "The request does not match the schema.",
+        slug="validation-error",
+        title="Validation error",
+        errors=jsonable_encoder(errors),
+    )
+
+
+async def _on_known_error(_request: Request, error: Exception) -> JSONResponse:
+    return problem_for(error)
+
+
+async def _on_validation_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return _validation_problem(error)
+
+
+async def _on_http_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    headers = dict(error.headers or {})
+    if error.status_code == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    detail = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
+    return problem_response(error.status_code, detail, headers=headers)
+
+
+async def _on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    # The stack trace goes to the log, never to the caller.
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(500, "An unexpected error occurred.", slug="internal-error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    for error_class in ERROR_TABLE:
+        app.add_exception_handler(error_class, _on_known_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected_error)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries so every route documents its problem answers."""
+    return {
+        status: {
+            "model": Problem,
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_JSON: {}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,42 @@
+"""Liveness and readiness probes."""
+
+from typing import Annotated, Literal
+
+from dependency_injector.wiring import Provide, inject
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from application.health import check_readiness
+from application.ports import SchemaInspector
+from entrypoints.api.errors import problem_response, problem_responses
+from entrypoints.bootstrap import Container
+
+router = APIRouter(tags=["health"])
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+@router.get("/healthz", response_model=HealthOut, summary="Liveness")
+async def healthz() -> HealthOut:
+    """200 while the process runs. It checks nothing else: a restart cures only a hung process."""
+    return HealthOut(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=HealthOut,
+    summary="Readiness",
+    responses=problem_responses(503),
+)
+@inject
+async def readyz(
+    inspector: Annotated[SchemaInspector, Depends(Provide[Container.schema_inspector])],
+) -> HealthOut | JSONResponse:
+    """200 when the database answers and its schema is at the migration head, else 503."""
+    readiness = await check_readiness(inspector)
+    if not readiness.ready:
+        return problem_response(503, readiness.detail, slug="not-ready")
+    return HealthOut(status="ok")

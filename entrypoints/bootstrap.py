@@ -1,0 +1,67 @@
+"""The composition root: the one place that knows which concrete adapter serves which port.
+
+Used by the HTTP API, the CLI and in-process callers alike:
+
+    container = build_container(Settings(database_url="memory://"))
+    uow_factory = container.uow_factory()
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from dependency_injector import containers, providers
+
+from adapters.memory import InMemoryDatabase, InMemoryUnitOfWork
+from adapters.memory.readiness import InMemorySchemaInspector
+from adapters.sqlalchemy.database import create_engine, create_session_factory
+from adapters.sqlalchemy.mappers import start_mappers
+from adapters.sqlalchemy.readiness import SqlAlchemySchemaInspector
+from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork
+from adapters.system import RandomIdGenerator, SystemClock
+from entrypoints.settings import Settings
+
+
+def _storage_kind(settings: Settings) -> str:
+    return "memory" if settings.uses_memory else "sql"
+
+
+class Container(containers.DeclarativeContainer):
+    settings = providers.Dependency(instance_of=Settings)
+    storage = providers.Callable(_storage_kind, settings)
+
+    clock = providers.Singleton(SystemClock)
+    ids = providers.Singleton(RandomIdGenerator)
+
+    engine = providers.Singleton(
+        create_engine,
+        settings.provided.database_url,
+        pool_size=settings.provided.db_pool_size,
+        max_overflow=settings.provided.db_max_overflow,
+    )
+    session_factory = providers.Singleton(create_session_factory, engine)
+    memory_database = providers.Singleton(InMemoryDatabase)
+
+    uow_factory = providers.Selector(
+        storage,
+        sql=providers.Singleton(partial, SqlAlchemyUnitOfWork, session_factory),
+        memory=providers.Singleton(partial, InMemoryUnitOfWork, memory_database),
+    )
+    schema_inspector = providers.Selector(
+        storage,
+        sql=providers.Singleton(SqlAlchemySchemaInspector, engine),
+        memory=providers.Singleton(InMemorySchemaInspector),
+    )
+
+
+def build_container(settings: Settings | None = None) -> Container:
+    settings = settings or Settings()
+    if not settings.uses_memory:
+        start_mappers()
+    return Container(settings=settings)
+
+
+async def shutdown(container: Container) -> None:
+    """Release what the container opened (the engine's connection pool)."""
+    if not container.settings().uses_memory:
+        await container.engine().dispose()
