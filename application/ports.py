@@ -297,6 +297,23 @@ class ReplyDone:
 ReplyEvent = ReplyChunk | ReplyDone
 
 
+@dataclass(frozen=True)
+class RetrievedEntry:
+    """A knowledge entry found relevant to a question, with the retrieval's confidence (0-1)."""
+
+    entry_id: UUID
+    question: str
+    answer: str
+    score: float
+
+
+class KnowledgeRetriever(Protocol):
+    async def retrieve(self, bot: Bot, query: str, limit: int) -> list[RetrievedEntry]:
+        """The bot's entries most relevant to `query`, best first, from an index cached per
+        knowledge revision."""
+        ...
+
+
 class ReplyEngine(Protocol):
     def reply(self, request: ReplyRequest) -> AsyncIterator[ReplyEvent]:
         """Streams the reply; ends with exactly one `ReplyDone`. Raises `UpstreamFailed`."""

@@ -1,0 +1,1 @@
+"""Reply engines: implementations of the `ReplyEngine` port."""
