@@ -8,10 +8,14 @@ Used by the HTTP API, the CLI and in-process callers alike:
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import partial
 
 from dependency_injector import containers, providers
+from redis.asyncio import Redis
 
+from adapters.auth.jwt_tokens import JwtAccessTokenIssuer
+from adapters.auth.passwords import Argon2PasswordHasher
 from adapters.memory import InMemoryDatabase, InMemoryUnitOfWork
 from adapters.memory.readiness import InMemorySchemaInspector
 from adapters.sqlalchemy.database import create_engine, create_session_factory
@@ -19,11 +23,25 @@ from adapters.sqlalchemy.mappers import start_mappers
 from adapters.sqlalchemy.readiness import SqlAlchemySchemaInspector
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork
 from adapters.system import RandomIdGenerator, SystemClock
+from adapters.throttling import InMemoryAttemptCounter, RedisAttemptCounter
+from application.identity import IdentityPolicy, IdentityService
 from entrypoints.settings import Settings
 
 
 def _storage_kind(settings: Settings) -> str:
     return "memory" if settings.uses_memory else "sql"
+
+
+def _counter_kind(settings: Settings) -> str:
+    return "redis" if settings.redis_url else "memory"
+
+
+def _identity_policy(settings: Settings) -> IdentityPolicy:
+    return IdentityPolicy(
+        refresh_token_ttl=timedelta(days=settings.refresh_token_ttl_days),
+        login_max_failures=settings.login_max_failures,
+        login_window_seconds=settings.login_window_seconds,
+    )
 
 
 class Container(containers.DeclarativeContainer):
@@ -53,6 +71,32 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(InMemorySchemaInspector),
     )
 
+    password_hasher = providers.Singleton(Argon2PasswordHasher)
+    access_tokens = providers.Singleton(
+        JwtAccessTokenIssuer,
+        settings.provided.jwt_secret.get_secret_value.call(),
+        issuer=settings.provided.jwt_issuer,
+        audience=settings.provided.jwt_audience,
+        ttl_seconds=settings.provided.access_token_ttl_seconds,
+    )
+    # Created only when selected below; it connects lazily on the first command.
+    redis = providers.Singleton(Redis.from_url, settings.provided.redis_url)
+    attempts = providers.Selector(
+        providers.Callable(_counter_kind, settings),
+        memory=providers.Singleton(InMemoryAttemptCounter),
+        redis=providers.Singleton(RedisAttemptCounter, redis),
+    )
+    identity = providers.Singleton(
+        IdentityService,
+        uow_factory=uow_factory,
+        hasher=password_hasher,
+        tokens=access_tokens,
+        attempts=attempts,
+        clock=clock,
+        ids=ids,
+        policy=providers.Callable(_identity_policy, settings),
+    )
+
 
 def build_container(settings: Settings | None = None) -> Container:
     settings = settings or Settings()
@@ -65,3 +109,6 @@ async def shutdown(container: Container) -> None:
     """Release what the container opened (the engine's connection pool)."""
     if not container.settings().uses_memory:
         await container.engine().dispose()
+    if container.settings().redis_url:
+        await container.redis().aclose()
+    container.password_hasher().close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import getpass
 import sys
 from collections.abc import Sequence
 
@@ -38,6 +40,41 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise SystemExit("the passwords differ")
+    return first
+
+
+def _create_admin(args: argparse.Namespace) -> int:
+    from application.errors import ApplicationError
+    from domain.errors import DomainError
+    from entrypoints.bootstrap import build_container, shutdown
+
+    password = _read_password(args)
+
+    async def create() -> str:
+        container = build_container(Settings())
+        try:
+            user = await container.identity().create_admin(
+                args.email, password, args.display_name or args.email.split("@")[0]
+            )
+            return user.email
+        finally:
+            await shutdown(container)
+
+    try:
+        email = asyncio.run(create())
+    except (ApplicationError, DomainError) as error:
+        print(f"error: {getattr(error, 'detail', '') or error}", file=sys.stderr)
+        return 1
+    print(f"admin {email} created")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatbots", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -53,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="upgrade the database schema")
     migrate.add_argument("revision", nargs="?", default="head")
     migrate.set_defaults(handler=_migrate)
+
+    admin = commands.add_parser(
+        "create-admin", help="create an admin account (password from a prompt or stdin)"
+    )
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--display-name", default=None)
+    admin.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    admin.set_defaults(handler=_create_admin)
     return parser
 
 

@@ -61,6 +61,17 @@ class InMemoryUserRepository(_Repository):
 class InMemoryRefreshTokenRepository(_Repository):
     table = "refresh_tokens"
 
+    def __init__(self, session: InMemorySession, lock: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(session)
+        self._lock = lock
+
+    async def get_by_hash_for_update(self, token_hash: str) -> RefreshToken | None:
+        await self._lock()
+        for key in [k for k in self._session.identity if k[0] == self.table]:
+            self._session.identity.pop(key, None)
+            self._session.loaded.pop(key, None)
+        return await self.get_by_hash(token_hash)
+
     async def get_by_hash(self, token_hash: str) -> RefreshToken | None:
         found = self._session.query(self.table, lambda t: t.token_hash == token_hash)
         return found[0] if found else None

@@ -192,7 +192,7 @@ class InMemoryUnitOfWork:
         session = InMemorySession(self._db)
         self._session = session
         self.users = repos.InMemoryUserRepository(session)
-        self.refresh_tokens = repos.InMemoryRefreshTokenRepository(session)
+        self.refresh_tokens = repos.InMemoryRefreshTokenRepository(session, self._lock)
         self.bots = repos.InMemoryBotRepository(session)
         self.knowledge = repos.InMemoryKnowledgeRepository(session)
         self.api_keys = repos.InMemoryApiKeyRepository(session)

@@ -63,6 +63,15 @@ class SqlAlchemyRefreshTokenRepository:
         query = sa.select(RefreshToken).where(tables.refresh_tokens.c.token_hash == token_hash)
         return (await self._session.execute(query)).scalar_one_or_none()
 
+    async def get_by_hash_for_update(self, token_hash: str) -> RefreshToken | None:
+        query = (
+            sa.select(RefreshToken)
+            .where(tables.refresh_tokens.c.token_hash == token_hash)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self._session.execute(query)).scalar_one_or_none()
+
     async def _revoke(self, condition: sa.ColumnElement[bool], now: datetime) -> None:
         c = tables.refresh_tokens.c
         await self._session.execute(

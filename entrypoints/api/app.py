@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from entrypoints.api import errors
-from entrypoints.api.routers import health
+from entrypoints.api import dependencies, errors
+from entrypoints.api.middleware import BodySizeLimit
+from entrypoints.api.routers import auth, health, users
 from entrypoints.bootstrap import Container, build_container, shutdown
 
-ROUTERS = [health]
+ROUTERS = [health, auth, users]
 
 DESCRIPTION = """
 Build, teach, publish and chat with bots.
@@ -36,12 +37,12 @@ def create_app(container: Container | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
     )
     app.state.container = container
     errors.install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for module in ROUTERS:
         app.include_router(module.router)
     # Wire after the routers are imported: a module wired before import stays silently unpatched.
-    container.wire(modules=ROUTERS)
+    container.wire(modules=[*ROUTERS, dependencies])
     return app

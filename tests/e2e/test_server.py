@@ -25,3 +25,22 @@ def test_errors_are_problem_json_over_the_wire(http: httpx.Client) -> None:
     response = http.get("/nope")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_the_readme_walkthrough_register_token_me_refresh(http: httpx.Client) -> None:
+    import uuid
+
+    email = f"walk-{uuid.uuid4().hex[:8]}@example.com"
+    registered = http.post(
+        "/api/v1/auth/register",
+        json={"email": email, "password": "correct horse battery", "display_name": "Walker"},
+    )
+    assert registered.status_code == 201
+    tokens = http.post(
+        "/api/v1/auth/token", data={"username": email, "password": "correct horse battery"}
+    ).json()
+    me = http.get("/api/v1/users/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert me.json()["email"] == email
+    rotated = http.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert rotated.status_code == 200
+    assert rotated.json()["refresh_token"] != tokens["refresh_token"]

@@ -1,0 +1,1 @@
+"""Authentication adapters: password hashing (pwdlib/Argon2id) and access tokens (joserfc)."""
