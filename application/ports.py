@@ -14,7 +14,7 @@ from typing import Any, Protocol, Self
 from uuid import UUID
 
 from application.pagination import Keyset
-from domain.bots import Bot, BotApiKey, BotStatus, KnowledgeEntry
+from domain.bots import Bot, BotApiKey, BotStatus, EngineKind, KnowledgeEntry
 from domain.conversations import Conversation, ConversationStatus, Feedback, Message
 from domain.users import RefreshToken, User
 
@@ -70,6 +70,11 @@ class BotRepository(Protocol):
 
     async def list_page(self, flt: BotFilter, *, after: Keyset | None, limit: int) -> list[Bot]:
         """Newest first, by (created_at, id) descending."""
+        ...
+
+    async def bump_knowledge_revision(self, bot_id: UUID, now: datetime) -> None:
+        """Atomically move the bot's knowledge revision on, without touching its `version`
+        (a knowledge edit must not make a concurrent settings PATCH fail, nor the reverse)."""
         ...
 
     async def list_chattable(self, user_id: UUID | None, *, limit: int) -> list[Bot]:
@@ -226,6 +231,12 @@ class SchemaInspector(Protocol):
 class Readiness:
     ready: bool
     detail: str
+
+
+class EngineConfigRules(Protocol):
+    def validate(self, engine: EngineKind, config: dict[str, Any]) -> dict[str, Any]:
+        """The normalised config; raises `domain.errors.InvalidValue` on a bad one."""
+        ...
 
 
 # --- services the use cases call ------------------------------------------------------------------

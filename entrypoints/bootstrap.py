@@ -16,6 +16,9 @@ from redis.asyncio import Redis
 
 from adapters.auth.jwt_tokens import JwtAccessTokenIssuer
 from adapters.auth.passwords import Argon2PasswordHasher
+from adapters.engines.config import EngineConfigValidator
+from adapters.engines.knowledge import KnowledgeEngine
+from adapters.engines.openai_compatible import OpenAICompatibleEngine, build_http_client
 from adapters.memory import InMemoryDatabase, InMemoryUnitOfWork
 from adapters.memory.readiness import InMemorySchemaInspector
 from adapters.sqlalchemy.database import create_engine, create_session_factory
@@ -24,7 +27,10 @@ from adapters.sqlalchemy.readiness import SqlAlchemySchemaInspector
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork
 from adapters.system import RandomIdGenerator, SystemClock
 from adapters.throttling import InMemoryAttemptCounter, RedisAttemptCounter
+from application.bots import BotService, load_knowledge
+from application.conversations import ConversationService
 from application.identity import IdentityPolicy, IdentityService
+from domain.bots import EngineKind
 from entrypoints.settings import Settings
 
 
@@ -97,6 +103,22 @@ class Container(containers.DeclarativeContainer):
         policy=providers.Callable(_identity_policy, settings),
     )
 
+    engine_rules = providers.Singleton(EngineConfigValidator)
+    knowledge_engine = providers.Singleton(
+        KnowledgeEngine, load_entries=providers.Callable(partial, load_knowledge, uow_factory)
+    )
+    http_client = providers.Singleton(build_http_client)
+    openai_engine = providers.Singleton(OpenAICompatibleEngine, http_client, knowledge_engine)
+    engines = providers.Dict(
+        {EngineKind.KNOWLEDGE: knowledge_engine, EngineKind.OPENAI: openai_engine}
+    )
+    conversations = providers.Singleton(
+        ConversationService, uow_factory=uow_factory, engines=engines, clock=clock, ids=ids
+    )
+    bots = providers.Singleton(
+        BotService, uow_factory=uow_factory, engine_rules=engine_rules, clock=clock, ids=ids
+    )
+
 
 def build_container(settings: Settings | None = None) -> Container:
     settings = settings or Settings()
@@ -112,3 +134,4 @@ async def shutdown(container: Container) -> None:
     if container.settings().redis_url:
         await container.redis().aclose()
     container.password_hasher().close()
+    await container.http_client().aclose()

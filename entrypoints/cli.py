@@ -75,6 +75,21 @@ def _create_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed(_args: argparse.Namespace) -> int:
+    from entrypoints.bootstrap import build_container, shutdown
+    from entrypoints.seed import seed_example_bot
+
+    async def seed() -> bool:
+        container = build_container(Settings())
+        try:
+            return await seed_example_bot(container.uow_factory(), container.clock())
+        finally:
+            await shutdown(container)
+
+    print("example bot created" if asyncio.run(seed()) else "example bot already exists")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatbots", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     admin.set_defaults(handler=_create_admin)
+
+    seed = commands.add_parser("seed", help="create the example bot unless it exists")
+    seed.set_defaults(handler=_seed)
     return parser
 
 

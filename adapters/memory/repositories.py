@@ -105,6 +105,13 @@ class InMemoryBotRepository(_Repository):
         rows = self._session.query(self.table, matches)
         return sorted(rows, key=lambda b: (b.created_at, b.id), reverse=True)[:limit]
 
+    async def bump_knowledge_revision(self, bot_id: UUID, now: datetime) -> None:
+        def bump(stored: Bot) -> None:
+            stored.knowledge_revision += 1
+            stored.updated_at = now
+
+        self._session.on_commit("bots", bot_id, bump)
+
     async def list_chattable(self, user_id: UUID | None, *, limit: int) -> list[Bot]:
         def visible(bot: Bot) -> bool:
             own_draft = bot.owner_id == user_id and bot.status is BotStatus.DRAFT

@@ -78,6 +78,11 @@ class InMemorySession:
         self.loaded: dict[Key, dict[str, Any]] = {}
         self.added: set[Key] = set()
         self.deleted: set[Key] = set()
+        # Atomic in-place updates (like SQL's `SET n = n + 1`), applied to the stored row at commit.
+        self.atomic_updates: list[tuple[Key, Callable[[Row], None]]] = []
+
+    def on_commit(self, table: str, pk: Any, update: Callable[[Row], None]) -> None:
+        self.atomic_updates.append(((table, pk), update))
 
     def _adopt(self, table: str, stored: Row) -> Row:
         key = (table, PRIMARY_KEYS[table](stored))
@@ -99,15 +104,21 @@ class InMemorySession:
 
     def query(self, table: str, where: Callable[[Row], bool]) -> list[Row]:
         """Committed rows plus this unit of work's own additions, as the SQL session sees them."""
-        seen: dict[Any, Row] = {}
-        for stored in self.db.rows(table):
-            row = self._adopt(table, stored)
-            if row is not None:
-                seen[PRIMARY_KEYS[table](row)] = row
+        found: dict[Any, Row] = {}
+        for pk, stored in list(self.db.tables[table].items()):
+            key = (table, pk)
+            if key in self.deleted:
+                continue
+            own = self.identity.get(key)
+            if own is not None:
+                if where(own):
+                    found[pk] = own
+            elif where(stored):  # test the stored row; copy only what matches
+                found[pk] = self._adopt(table, stored)
         for key in self.added - self.deleted:
-            if key[0] == table:
-                seen[key[1]] = self.identity[key]
-        return [row for row in seen.values() if where(row)]
+            if key[0] == table and where(self.identity[key]):
+                found[key[1]] = self.identity[key]
+        return list(found.values())
 
     def add(self, table: str, row: Row) -> None:
         key = (table, PRIMARY_KEYS[table](row))
@@ -177,6 +188,12 @@ class InMemorySession:
             self._cascade_delete(table, pk)
         for (table, pk), row in changed:
             self.db.tables[table][pk] = copy.deepcopy(row)
+        for (table, pk), update in self.atomic_updates:
+            if pk in self.db.tables[table]:
+                update(self.db.tables[table][pk])
+                if (table, pk) in self.identity:
+                    self.identity[(table, pk)] = copy.deepcopy(self.db.tables[table][pk])
+        self.atomic_updates.clear()
         self.loaded = {key: _snapshot(row) for key, row in self.identity.items()}
         self.added.clear()
         self.deleted.clear()
@@ -238,4 +255,5 @@ class InMemoryUnitOfWork:
             self._session.loaded.clear()
             self._session.added.clear()
             self._session.deleted.clear()
+            self._session.atomic_updates.clear()
         self._release()

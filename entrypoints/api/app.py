@@ -7,19 +7,34 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
 
+from application.errors import ApplicationError
+from application.seeding import EXAMPLE_BOT_ID
 from entrypoints.api import dependencies, errors
 from entrypoints.api.middleware import BodySizeLimit
-from entrypoints.api.routers import auth, health, users
+from entrypoints.api.routers import auth, bots, conversations, health, openai_compat, users
 from entrypoints.bootstrap import Container, build_container, shutdown
+from entrypoints.seed import seed_example_bot
 
-ROUTERS = [health, auth, users]
+logger = logging.getLogger("chatbots")
+
+ROUTERS = [health, auth, users, bots, conversations, openai_compat]
 
 DESCRIPTION = """
 Build, teach, publish and chat with bots.
 
 Every error is `application/problem+json` (RFC 9457). Lists are cursor-paginated.
 """
+
+
+async def _seed(container: Container) -> None:
+    try:
+        if await seed_example_bot(container.uow_factory(), container.clock()):
+            logger.info("created the example bot %s", EXAMPLE_BOT_ID)
+    except (ApplicationError, SQLAlchemyError, OSError) as error:
+        # A database that is not migrated yet must not stop the process: /readyz says so.
+        logger.warning("could not create the example bot: %s", error.__class__.__name__)
 
 
 def create_app(container: Container | None = None) -> FastAPI:
@@ -29,6 +44,8 @@ def create_app(container: Container | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.seed_example_bot:
+            await _seed(container)
         yield
         await shutdown(container)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -87,6 +88,50 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+OPENAI_PATH_PREFIX = "/v1/"
+_OPENAI_TYPES = {
+    401: ("authentication_error", "invalid_api_key"),
+    403: ("permission_error", "forbidden"),
+    404: ("invalid_request_error", "model_not_found"),
+    409: ("invalid_request_error", "conflict"),
+    413: ("invalid_request_error", "request_too_large"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+    502: ("upstream_error", "upstream_failed"),
+    504: ("upstream_error", "upstream_timeout"),
+}
+
+
+def openai_error_body(status: int, message: str, param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error envelope, which its SDKs parse into typed exceptions."""
+    error_type, code = _OPENAI_TYPES.get(
+        status, ("invalid_request_error" if status < 500 else "api_error", None)
+    )
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def _openai_response(problem: JSONResponse) -> JSONResponse:
+    """The same answer (status, headers) in OpenAI's envelope, for the `/v1` surface."""
+    body = json.loads(bytes(problem.body))
+    issues = body.get("errors") or []
+    param = ".".join(str(p) for p in issues[0]["loc"][1:]) if issues else None
+    message = body["detail"]
+    if issues:
+        message = "; ".join(f"{'.'.join(map(str, i['loc']))}: {i['msg']}" for i in issues)
+    headers = {k: v for k, v in problem.headers.items() if k.lower() in _KEPT_HEADERS}
+    return JSONResponse(
+        openai_error_body(problem.status_code, message, param or None),
+        status_code=problem.status_code,
+        headers=headers,
+    )
+
+
+_KEPT_HEADERS = {"www-authenticate", "retry-after"}
+
+
+def _for(request: Request, problem: JSONResponse) -> JSONResponse:
+    return _openai_response(problem) if request.url.path.startswith(OPENAI_PATH_PREFIX) else problem
+
+
 def kind_of(error: Exception) -> ProblemKind | None:
     for cls in type(error).__mro__:
         if cls in ERROR_TABLE:
@@ -128,28 +173,30 @@ def _validation_problem(error: RequestValidationError) -> JSONResponse:
     )
 
 
-async def _on_known_error(_request: Request, error: Exception) -> JSONResponse:
-    return problem_for(error)
+async def _on_known_error(request: Request, error: Exception) -> JSONResponse:
+    return _for(request, problem_for(error))
 
 
-async def _on_validation_error(_request: Request, error: Exception) -> JSONResponse:
+async def _on_validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
-    return _validation_problem(error)
+    return _for(request, _validation_problem(error))
 
 
-async def _on_http_error(_request: Request, error: Exception) -> JSONResponse:
+async def _on_http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     headers = dict(error.headers or {})
     if error.status_code == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
     detail = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
-    return problem_response(error.status_code, detail, headers=headers)
+    return _for(request, problem_response(error.status_code, detail, headers=headers))
 
 
 async def _on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
     # The stack trace goes to the log, never to the caller.
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem_response(500, "An unexpected error occurred.", slug="internal-error")
+    return _for(
+        request, problem_response(500, "An unexpected error occurred.", slug="internal-error")
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

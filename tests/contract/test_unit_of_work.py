@@ -430,3 +430,17 @@ async def test_bot_stats(uow_factory: UnitOfWorkFactory) -> None:
     assert (stats.conversations, stats.messages, stats.replies, stats.fallbacks) == (1, 6, 3, 1)
     assert (stats.feedback_up, stats.feedback_down) == (1, 1)
     assert sorted(stats.reply_latencies_ms) == [10, 30, 50]
+
+
+async def test_a_bot_and_its_knowledge_added_in_one_unit_of_work(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    owner = UserFactory()
+    bot = BotFactory(owner_id=owner.id)
+    async with uow_factory() as uow:
+        await uow.users.add(owner)
+        await uow.bots.add(bot)
+        await uow.knowledge.add_many([KnowledgeEntryFactory(bot_id=bot.id) for _ in range(3)])
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert len(await uow.knowledge.all_for_bot(bot.id)) == 3

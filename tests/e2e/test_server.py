@@ -44,3 +44,29 @@ def test_the_readme_walkthrough_register_token_me_refresh(http: httpx.Client) ->
     rotated = http.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert rotated.status_code == 200
     assert rotated.json()["refresh_token"] != tokens["refresh_token"]
+
+
+def test_the_example_bot_answers_a_newcomer(http: httpx.Client) -> None:
+    import uuid
+
+    from application.seeding import EXAMPLE_BOT_ID
+
+    email = f"new-{uuid.uuid4().hex[:8]}@example.com"
+    http.post(
+        "/api/v1/auth/register",
+        json={"email": email, "password": "correct horse battery", "display_name": "New"},
+    )
+    token = http.post(
+        "/api/v1/auth/token", data={"username": email, "password": "correct horse battery"}
+    ).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    conversation = http.post(
+        f"/api/v1/bots/{EXAMPLE_BOT_ID}/conversations", json={}, headers=auth
+    ).json()
+    reply = http.post(
+        f"/api/v1/conversations/{conversation['id']}/messages",
+        json={"content": "How do I create a bot?"},
+        headers=auth,
+    ).json()["reply"]
+    assert reply["metadata"]["fallback"] is False
+    assert "POST /api/v1/bots" in reply["content"]

@@ -1,0 +1,908 @@
+"""The `openai` reply engine: any OpenAI-compatible chat-completions server answers for a bot.
+
+The bot's `engine_config` names the upstream (`base_url`, `model`, ...) and, through
+`api_key_env`, the *environment variable* that holds its key: the key itself is read at request
+time, sent in the `Authorization` header and nowhere else. Every detail this module writes into
+an exception or a log line goes through a redactor first, because upstreams like to echo keys
+("Incorrect API key provided: sk-...") in their error bodies.
+
+Failure policy, in one place:
+- Nothing waits unbounded: connecting, the first byte, each gap between streamed chunks and the
+  whole reply each have a deadline (`asyncio.timeout_at` around every await that reads from the
+  network, never around a `yield`, so a slow consumer is never cancelled by our clock).
+- 408/429/5xx answers and connection failures are retried with exponential backoff, honouring
+  `Retry-After` up to a cap, but only before the upstream has streamed anything: once a reply
+  has started, a retry could repeat text the caller has already shown.
+- Timeouts become `UpstreamTimeout` (504); everything else becomes `UpstreamFailed` (502), with a
+  short `detail` that carries the upstream status where there is one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import httpx
+
+from application.errors import UpstreamFailed, UpstreamTimeout
+from application.ports import (
+    KnowledgeRetriever,
+    ReplyChunk,
+    ReplyDone,
+    ReplyEvent,
+    ReplyRequest,
+    RetrievedEntry,
+)
+
+logger = logging.getLogger(__name__)
+
+ENGINE_NAME: Final = "openai"
+DEFAULT_CONTEXT_ENTRIES: Final = 3
+MAX_CONTEXT_ENTRIES: Final = 20
+MAX_TIMEOUT_SECONDS: Final = 600.0
+MAX_MODEL_NAME_LENGTH: Final = 200
+
+DEFAULT_CONNECT_TIMEOUT: Final = 5.0
+DEFAULT_READ_TIMEOUT: Final = 60.0
+DEFAULT_TOTAL_TIMEOUT: Final = 300.0
+
+# An upstream that sends a line this long without a newline is not streaming chat chunks.
+MAX_STREAM_LINE_BYTES: Final = 1024 * 1024
+# The most we read of a non-streamed answer, and of an error body (we only want its message).
+MAX_JSON_ANSWER_BYTES: Final = 4 * 1024 * 1024
+MAX_ERROR_BODY_BYTES: Final = 16 * 1024
+MAX_DETAIL_FRAGMENT_CHARS: Final = 200
+
+_RETRYABLE_STATUSES: Final = frozenset({408, 429})
+_ENV_VAR_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+_ALLOWED_CONFIG_KEYS: Final = (
+    "base_url",
+    "model",
+    "temperature",
+    "max_tokens",
+    "api_key_env",
+    "context_entries",
+    "timeout_seconds",
+)
+# Things that look like credentials in text an upstream sends back: API-key prefixes (also the
+# masked "sk-abc***xyz" form), bearer tokens, and long unbroken tokens.
+_CREDENTIAL_LIKE = re.compile(
+    r"Bearer\s+\S+|\b(?:sk|pk|rk|key)-[A-Za-z0-9_.*\-]{3,}|[A-Za-z0-9_.*+/=\-]{32,}",
+    re.IGNORECASE,
+)
+REDACTED: Final = "[redacted]"
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def validate_openai_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a bot's `engine_config` for the `openai` engine and return it normalised.
+
+    Raises ValueError with a message fit for a 422 answer. Keys whose value is None count as
+    absent, so a PATCH can unset an optional setting. `timeout_seconds`, when given, replaces
+    the engine's first-byte and between-chunks waits for this bot (it is capped, so a bot can
+    never hold a request open for ever). `base_url` may not carry credentials: keys travel only
+    through `api_key_env`, which is the *name* of an environment variable, never a key.
+    """
+    if not isinstance(config, Mapping):
+        raise ValueError("engine_config must be an object")
+    present = {key: value for key, value in config.items() if value is not None}
+    unknown = sorted(str(key) for key in present if key not in _ALLOWED_CONFIG_KEYS)
+    if unknown:
+        raise ValueError(
+            f"unknown engine_config key(s) for the openai engine: {', '.join(unknown)}; "
+            f"allowed: {', '.join(_ALLOWED_CONFIG_KEYS)}"
+        )
+    normalised: dict[str, Any] = {
+        "base_url": _valid_base_url(present.get("base_url")),
+        "model": _valid_model(present.get("model")),
+    }
+    if "temperature" in present:
+        temperature = present["temperature"]
+        if not _is_number(temperature) or not 0 <= temperature <= 2:
+            raise ValueError("temperature must be a number from 0 to 2")
+        normalised["temperature"] = float(temperature)
+    if "max_tokens" in present:
+        max_tokens = present["max_tokens"]
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            raise ValueError("max_tokens must be a positive integer")
+        normalised["max_tokens"] = max_tokens
+    if "api_key_env" in present:
+        name = present["api_key_env"]
+        if not isinstance(name, str) or len(name) > 128 or not _ENV_VAR_NAME.fullmatch(name):
+            raise ValueError(
+                "api_key_env must be the name of an environment variable "
+                "(capital letters, digits and underscores, e.g. OPENAI_API_KEY), not a key"
+            )
+        normalised["api_key_env"] = name
+    if "context_entries" in present:
+        entries = present["context_entries"]
+        if (
+            not isinstance(entries, int)
+            or isinstance(entries, bool)
+            or not 0 <= entries <= MAX_CONTEXT_ENTRIES
+        ):
+            raise ValueError(f"context_entries must be an integer from 0 to {MAX_CONTEXT_ENTRIES}")
+        normalised["context_entries"] = entries
+    if "timeout_seconds" in present:
+        seconds = present["timeout_seconds"]
+        if (
+            not _is_number(seconds)
+            or not math.isfinite(seconds)
+            or not 0 < seconds <= MAX_TIMEOUT_SECONDS
+        ):
+            raise ValueError(
+                f"timeout_seconds must be a number greater than 0 and at most "
+                f"{MAX_TIMEOUT_SECONDS:g}"
+            )
+        normalised["timeout_seconds"] = float(seconds)
+    return normalised
+
+
+def _valid_base_url(raw: object) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError("base_url is required: the URL of an OpenAI-compatible API, e.g. .../v1")
+    url = raw.strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is what validates it
+    except ValueError:
+        raise ValueError("base_url is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("base_url must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("base_url must not contain credentials; name a variable in api_key_env")
+    if parts.query or parts.fragment:
+        raise ValueError("base_url must not have a query string or a fragment")
+    return url.rstrip("/")
+
+
+def _valid_model(raw: object) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError("model is required: the upstream's model name")
+    model = raw.strip()
+    if len(model) > MAX_MODEL_NAME_LENGTH:
+        raise ValueError(f"model must be at most {MAX_MODEL_NAME_LENGTH} characters long")
+    return model
+
+
+@dataclass(frozen=True)
+class _UpstreamSettings:
+    """One bot's validated `engine_config`, with the waits it implies."""
+
+    base_url: str
+    model: str
+    temperature: float | None
+    max_tokens: int | None
+    api_key_env: str | None
+    context_entries: int
+    wait_override: float | None
+
+    @classmethod
+    def of(cls, engine_config: Mapping[str, Any]) -> _UpstreamSettings:
+        try:
+            config = validate_openai_config(engine_config)
+        except ValueError as error:
+            raise UpstreamFailed(f"the bot's openai engine_config is invalid: {error}") from None
+        return cls(
+            base_url=config["base_url"],
+            model=config["model"],
+            temperature=config.get("temperature"),
+            max_tokens=config.get("max_tokens"),
+            api_key_env=config.get("api_key_env"),
+            context_entries=config.get("context_entries", DEFAULT_CONTEXT_ENTRIES),
+            wait_override=config.get("timeout_seconds"),
+        )
+
+
+# --- redaction -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Redactor:
+    """Makes upstream text safe for details and logs: no key, no key-like token, bounded length."""
+
+    secret: str | None
+
+    def __call__(self, text: str, limit: int = MAX_DETAIL_FRAGMENT_CHARS) -> str:
+        if self.secret:
+            text = text.replace(self.secret, REDACTED)
+        text = _CREDENTIAL_LIKE.sub(REDACTED, text)
+        text = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+        if len(text) > limit:
+            text = text[: limit - 1].rstrip() + "…"
+        return text
+
+
+def _describe_error_object(error: object, redact: _Redactor) -> str:
+    """`type: message` from an OpenAI-style error object (or FastAPI/plain variants), redacted."""
+    kind: object = None
+    message: object = None
+    if isinstance(error, Mapping):
+        kind = error.get("type") or error.get("code")
+        message = error.get("message") or error.get("detail")
+    elif isinstance(error, str):
+        message = error
+    parts = []
+    if isinstance(kind, str | int) and str(kind).strip():
+        parts.append(redact(str(kind), 60))
+    if isinstance(message, str) and message.strip():
+        parts.append(redact(message))
+    return ": ".join(parts)
+
+
+def _describe_error_body(body: bytes, content_type: str, redact: _Redactor) -> str:
+    """What an upstream said about a refused request, without ever echoing a whole body."""
+    text = body.decode("utf-8", errors="replace").strip()
+    if not text:
+        return ""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        # A plain-text reason helps; an HTML error page from a proxy does not.
+        if "html" in content_type or text.startswith("<"):
+            return ""
+        return redact(text)
+    if isinstance(data, Mapping):
+        if "error" in data:
+            return _describe_error_object(data["error"], redact)
+        return _describe_error_object(data, redact)
+    return ""
+
+
+# --- the server-sent-events stream ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _StreamEvent:
+    kind: str
+    data: str
+
+
+class _EventStreamDecoder:
+    """Splits a `text/event-stream` body into events (the WHATWG rules chat servers rely on).
+
+    Bytes arrive cut anywhere; a line may span chunks. Comment lines (keep-alives) are skipped;
+    a blank line ends an event whose `data:` lines are joined with newlines.
+    """
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._data_lines: list[str] = []
+        self._kind = "message"
+        self.events_seen = 0
+
+    def feed(self, chunk: bytes) -> list[_StreamEvent]:
+        lines = (self._pending + chunk).split(b"\n")
+        self._pending = lines.pop()
+        if len(self._pending) > MAX_STREAM_LINE_BYTES:
+            raise UpstreamFailed("the model upstream sent a stream line that is far too long")
+        return [event for line in lines if (event := self._take_line(line)) is not None]
+
+    def finish(self) -> list[_StreamEvent]:
+        """Events still pending when the body ends (a last event without its blank line)."""
+        events = []
+        if self._pending and (event := self._take_line(self._pending)) is not None:
+            events.append(event)
+        self._pending = b""
+        if (event := self._take_line(b"")) is not None:
+            events.append(event)
+        return events
+
+    def _take_line(self, raw: bytes) -> _StreamEvent | None:
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if not raw:
+            if not self._data_lines:
+                self._kind = "message"
+                return None
+            event = _StreamEvent(self._kind, "\n".join(self._data_lines))
+            self._data_lines = []
+            self._kind = "message"
+            self.events_seen += 1
+            return event
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UpstreamFailed("the model upstream sent a stream that is not UTF-8") from None
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data_lines.append(value)
+        elif name == "event":
+            self._kind = value or "message"
+        return None
+
+
+def _token_usage(raw: object) -> dict[str, int] | None:
+    if not isinstance(raw, Mapping):
+        return None
+    counts = {
+        key: value
+        for key in ("prompt_tokens", "completion_tokens", "total_tokens")
+        if isinstance(value := raw.get(key), int) and not isinstance(value, bool)
+    }
+    if "prompt_tokens" not in counts or "completion_tokens" not in counts:
+        return None
+    counts.setdefault("total_tokens", counts["prompt_tokens"] + counts["completion_tokens"])
+    return counts
+
+
+@dataclass
+class _ReplyProgress:
+    """What the stream has told us so far; decides whether its end was a proper one."""
+
+    model: str
+    redact: _Redactor
+    usage: dict[str, int] | None = None
+    finish_reason: str | None = None
+    done: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.done or self.finish_reason is not None
+
+    def take_event(self, event: _StreamEvent) -> str:
+        """Returns the text the event adds to the reply ('' for none)."""
+        if event.data.strip() == "[DONE]":
+            self.done = True
+            return ""
+        try:
+            chunk = json.loads(event.data)
+        except ValueError:
+            raise UpstreamFailed(
+                "the model upstream sent a malformed stream chunk (invalid JSON)"
+            ) from None
+        if not isinstance(chunk, Mapping):
+            raise UpstreamFailed("the model upstream sent a malformed stream chunk (not an object)")
+        if event.kind == "error" or chunk.get("error"):
+            described = _describe_error_object(chunk.get("error", chunk), self.redact)
+            raise UpstreamFailed(
+                "the model upstream reported an error in the stream"
+                + (f" ({described})" if described else "")
+            )
+        return self.take_chunk(chunk, delta_key="delta")
+
+    def take_chunk(self, chunk: Mapping[str, Any], *, delta_key: str) -> str:
+        """Reads one `chat.completion.chunk` (delta) or `chat.completion` (message) object."""
+        model = chunk.get("model")
+        if isinstance(model, str) and 0 < len(model.strip()) <= MAX_MODEL_NAME_LENGTH:
+            self.model = model.strip()  # it is stored with the reply: keep only a sane name
+        if (usage := _token_usage(chunk.get("usage"))) is not None:
+            self.usage = usage
+        choices = chunk.get("choices")
+        if choices is None:
+            return ""
+        if not isinstance(choices, list):
+            raise UpstreamFailed("the model upstream sent a malformed chunk (choices)")
+        first = next(
+            (c for c in choices if isinstance(c, Mapping) and c.get("index", 0) == 0), None
+        )
+        if first is None:
+            return ""
+        if isinstance(reason := first.get("finish_reason"), str) and reason:
+            self.finish_reason = reason
+        delta = first.get(delta_key)
+        if delta is None:
+            return ""
+        if not isinstance(delta, Mapping):
+            raise UpstreamFailed(f"the model upstream sent a malformed chunk ({delta_key})")
+        content = delta.get("content")
+        if content is None:
+            return ""
+        if not isinstance(content, str):
+            raise UpstreamFailed("the model upstream sent a malformed chunk (content)")
+        return content
+
+
+# --- the request we send --------------------------------------------------------------------------
+
+
+def _system_message(system_prompt: str, entries: list[RetrievedEntry]) -> str:
+    parts = [system_prompt.strip()] if system_prompt.strip() else []
+    if entries:
+        context = "\n\n".join(f"Q: {entry.question}\nA: {entry.answer}" for entry in entries)
+        parts.append(
+            "Knowledge that may help answer the user (use it where it is relevant):\n\n" + context
+        )
+    return "\n\n".join(parts)
+
+
+def _chat_payload(
+    request: ReplyRequest, settings: _UpstreamSettings, entries: list[RetrievedEntry]
+) -> dict[str, Any]:
+    """System prompt plus context, then the bounded history in order, then the new message."""
+    messages: list[dict[str, str]] = []
+    if system := _system_message(request.bot.system_prompt, entries):
+        messages.append({"role": "system", "content": system})
+    messages.extend(
+        {"role": str(message.role), "content": message.content}
+        for message in request.history
+        if message.content
+    )
+    messages.append({"role": "user", "content": request.message})
+    payload: dict[str, Any] = {
+        "model": settings.model,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if settings.temperature is not None:
+        payload["temperature"] = settings.temperature
+    if settings.max_tokens is not None:
+        payload["max_tokens"] = settings.max_tokens
+    return payload
+
+
+def _request_headers(api_key: str | None) -> dict[str, str]:
+    headers = {"Accept": "text/event-stream", "Content-Type": "application/json"}
+    if api_key is not None:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def _retry_after_seconds(headers: httpx.Headers) -> float | None:
+    """The wait an upstream asks for: OpenAI's `retry-after-ms`, else `Retry-After` (RFC 9110)."""
+    if (millis := headers.get("retry-after-ms")) is not None:
+        with contextlib.suppress(ValueError):
+            wait = float(millis) / 1000
+            if math.isfinite(wait) and wait >= 0:
+                return wait
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    with contextlib.suppress(ValueError):
+        wait = float(raw)
+        return wait if math.isfinite(wait) and wait >= 0 else None
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+# --- the engine -----------------------------------------------------------------------------------
+
+
+def build_http_client() -> httpx.AsyncClient:
+    """The one pooled HTTP client the composition root shares between all `openai` bots.
+
+    Keep-alive connections save a TLS handshake per reply; the pool is bounded so a burst of
+    chats cannot open unbounded sockets, and a request waiting for a pooled connection gives up
+    after the connect timeout. The engine passes stricter per-request timeouts on top; these are
+    the backstop. Redirects are not followed: an API that moved is a configuration error, and a
+    redirect must never carry the `Authorization` header elsewhere. Proxy settings from the
+    environment (`HTTPS_PROXY`, `NO_PROXY`) are honoured, as deployments behind one need.
+    """
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            DEFAULT_READ_TIMEOUT, connect=DEFAULT_CONNECT_TIMEOUT, pool=DEFAULT_CONNECT_TIMEOUT
+        ),
+        limits=httpx.Limits(
+            max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0
+        ),
+        follow_redirects=False,
+        headers={"User-Agent": "chatbots-openai-engine/0.1"},
+    )
+
+
+@dataclass(frozen=True)
+class _CallPolicy:
+    """How long to wait for what, and how often to try again; the same for every bot."""
+
+    max_retries: int
+    backoff_seconds: float
+    max_retry_after_seconds: float
+    connect_timeout: float
+    first_byte_timeout: float
+    read_timeout: float
+    total_timeout: float
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError("max_retries must not be negative")
+        if self.backoff_seconds < 0 or self.max_retry_after_seconds < 0:
+            raise ValueError("backoff_seconds and max_retry_after_seconds must not be negative")
+        waits = (self.connect_timeout, self.first_byte_timeout, self.read_timeout)
+        if not all(math.isfinite(wait) and wait > 0 for wait in (*waits, self.total_timeout)):
+            raise ValueError("every timeout must be a finite number of seconds greater than 0")
+
+
+class OpenAICompatibleEngine:
+    """Answers through an OpenAI-compatible `/chat/completions` endpoint, streaming.
+
+    `client` is shared (connection pooling) and owned by the caller, who closes it. `retriever`
+    supplies the knowledge entries sent as context; without one, only the system prompt is.
+    `environ` is where `api_key_env` is looked up (tests pass a dict). Waits:
+    `connect_timeout` to open a connection, `first_byte_timeout` from sending the request to the
+    first streamed byte (models may think a while), `read_timeout` between streamed chunks, and
+    `total_timeout` for the whole reply including retries. A bot's `timeout_seconds` replaces the
+    first-byte and between-chunks waits. `max_retries` retries follow the first attempt, after
+    `backoff_seconds` doubled each time, or after `Retry-After` when the upstream asks for a
+    wait of at most `max_retry_after_seconds` (asked for longer, we give up at once rather than
+    keep the user waiting or call back sooner than allowed).
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        retriever: KnowledgeRetriever | None = None,
+        *,
+        environ: Mapping[str, str] = os.environ,
+        max_retries: int = 2,
+        backoff_seconds: float = 0.2,
+        max_retry_after_seconds: float = 5.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        first_byte_timeout: float = DEFAULT_READ_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
+    ) -> None:
+        self._client = client
+        self._retriever = retriever
+        self._environ = environ
+        self._policy = _CallPolicy(
+            max_retries=max_retries,
+            backoff_seconds=backoff_seconds,
+            max_retry_after_seconds=max_retry_after_seconds,
+            connect_timeout=connect_timeout,
+            first_byte_timeout=first_byte_timeout,
+            read_timeout=read_timeout,
+            total_timeout=total_timeout,
+        )
+
+    async def reply(self, request: ReplyRequest) -> AsyncGenerator[ReplyEvent, None]:
+        """Streams the upstream's reply; raises UpstreamTimeout / UpstreamFailed, even mid-way.
+
+        A caller that stops early should `aclose()` the generator (or use
+        `contextlib.aclosing`): that returns the connection to the pool at once.
+        """
+        try:
+            async with contextlib.aclosing(self._reply(request)) as events:
+                async for event in events:
+                    yield event
+        except UpstreamFailed as failure:
+            # The one log line per failure; `detail` is already redacted.
+            logger.warning("openai engine, bot %s: %s", request.bot.id, failure.detail)
+            raise
+
+    async def _reply(self, request: ReplyRequest) -> AsyncGenerator[ReplyEvent, None]:
+        settings = _UpstreamSettings.of(request.bot.engine_config)
+        api_key = self._api_key(settings)
+        entries = await self._relevant_entries(request, settings)
+        call = _UpstreamCall(
+            client=self._client,
+            policy=self._policy,
+            settings=settings,
+            redact=_Redactor(api_key),
+            deadline=asyncio.get_running_loop().time() + self._policy.total_timeout,
+        )
+        response, first_byte_deadline = await call.open_stream(
+            _chat_payload(request, settings, entries), _request_headers(api_key)
+        )
+        progress = _ReplyProgress(model=settings.model, redact=call.redact)
+        try:
+            async with contextlib.aclosing(
+                call.read_reply(response, first_byte_deadline, progress)
+            ) as texts:
+                async for text in texts:
+                    yield ReplyChunk(text)
+        finally:
+            with contextlib.suppress(httpx.HTTPError):
+                await response.aclose()
+        yield ReplyDone(
+            {
+                "engine": ENGINE_NAME,
+                "model": progress.model,
+                "confidence": 1.0,
+                "fallback": False,
+                "sources": [str(entry.entry_id) for entry in entries],
+                "usage": progress.usage,
+                "finish_reason": progress.finish_reason,
+            }
+        )
+
+    def _api_key(self, settings: _UpstreamSettings) -> str | None:
+        if settings.api_key_env is None:
+            return None
+        key = self._environ.get(settings.api_key_env, "").strip()
+        if not key:
+            raise UpstreamFailed(
+                f"the environment variable {settings.api_key_env} (the bot's api_key_env) "
+                "is not set, so the model upstream cannot be called"
+            )
+        return key
+
+    async def _relevant_entries(
+        self, request: ReplyRequest, settings: _UpstreamSettings
+    ) -> list[RetrievedEntry]:
+        if self._retriever is None or settings.context_entries == 0:
+            return []
+        found = await self._retriever.retrieve(
+            request.bot, request.message, settings.context_entries
+        )
+        return found[: settings.context_entries]
+
+
+@dataclass
+class _UpstreamCall:
+    """One reply's exchange with the upstream: attempts and retries, then reading the stream."""
+
+    client: httpx.AsyncClient
+    policy: _CallPolicy
+    settings: _UpstreamSettings
+    redact: _Redactor
+    deadline: float
+
+    @property
+    def first_byte_wait(self) -> float:
+        return self.settings.wait_override or self.policy.first_byte_timeout
+
+    @property
+    def between_chunks_wait(self) -> float:
+        return self.settings.wait_override or self.policy.read_timeout
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _httpx_timeouts(self) -> httpx.Timeout:
+        # httpx's own timeouts back up the asyncio deadlines: they also bound connect and pool.
+        wait = max(self.first_byte_wait, self.between_chunks_wait)
+        return httpx.Timeout(
+            wait, connect=self.policy.connect_timeout, pool=self.policy.connect_timeout
+        )
+
+    # -- before the first byte: attempts and retries --
+
+    async def open_stream(
+        self, payload: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[httpx.Response, float]:
+        """Sends the request until a 2xx answer starts; returns it with its first-byte deadline.
+
+        Retries happen here only, before any reply text exists.
+        """
+        attempts = self.policy.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            first_byte_deadline = min(self.deadline, self._now() + self.first_byte_wait)
+            retry_after: float | None = None
+            request = self.client.build_request(
+                "POST",
+                f"{self.settings.base_url}/chat/completions",
+                json=payload,
+                headers=headers,
+                timeout=self._httpx_timeouts(),
+            )
+            try:
+                async with asyncio.timeout_at(first_byte_deadline):
+                    response = await self.client.send(request, stream=True)
+            except httpx.ConnectTimeout:
+                raise UpstreamTimeout(
+                    "the model upstream did not accept a connection within "
+                    f"{self.policy.connect_timeout:g} s"
+                ) from None
+            except httpx.PoolTimeout:
+                raise UpstreamTimeout(
+                    "no connection to the model upstream became free within "
+                    f"{self.policy.connect_timeout:g} s (too many replies at once)"
+                ) from None
+            except (TimeoutError, httpx.TimeoutException):
+                raise self._missed_first_byte() from None
+            except httpx.TransportError as error:
+                # Nothing was answered, so the request may be sent again.
+                failure = UpstreamFailed(self._transport_failure(error))
+            else:
+                if response.is_success:
+                    return response, first_byte_deadline
+                failure, retryable = await self._refusal(response, first_byte_deadline)
+                if not retryable:
+                    raise failure
+                retry_after = _retry_after_seconds(response.headers)
+            if attempt == attempts:
+                if attempts > 1:
+                    raise UpstreamFailed(f"{failure.detail} (after {attempts} attempts)")
+                raise failure
+            delay = self.policy.backoff_seconds * 2 ** (attempt - 1)
+            if retry_after is not None:
+                if retry_after > self.policy.max_retry_after_seconds:
+                    raise UpstreamFailed(
+                        f"{failure.detail}; it asked to be called again after {retry_after:g} s, "
+                        "longer than this service waits"
+                    )
+                delay = max(delay, retry_after)
+            if self._now() + delay >= self.deadline:
+                raise failure
+            logger.warning(
+                "openai engine: %s; retrying in %.2f s (attempt %d of %d)",
+                failure.detail,
+                delay,
+                attempt + 1,
+                attempts,
+            )
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+    def _transport_failure(self, error: httpx.TransportError) -> str:
+        if isinstance(error, httpx.ConnectError):
+            reason = self.redact(str(error), 80)
+            return "could not connect to the model upstream" + (f" ({reason})" if reason else "")
+        if isinstance(error, httpx.RemoteProtocolError):
+            return "the model upstream closed the connection without answering"
+        return f"the connection to the model upstream failed ({type(error).__name__})"
+
+    async def _refusal(
+        self, response: httpx.Response, deadline: float
+    ) -> tuple[UpstreamFailed, bool]:
+        """Reads (a bounded part of) an error answer; says whether it is worth retrying."""
+        status = response.status_code
+        body = await self._bounded_body(response, MAX_ERROR_BODY_BYTES, deadline, strict=False)
+        described = _describe_error_body(
+            body, response.headers.get("content-type", ""), self.redact
+        )
+        said = f" ({described})" if described else ""
+        retryable = status in _RETRYABLE_STATUSES or status >= 500
+        if retryable:
+            detail = f"the model upstream answered HTTP {status}{said}"
+        elif status in (401, 403):
+            check = (
+                f"check the key in {self.settings.api_key_env}"
+                if self.settings.api_key_env
+                else "no key was sent: set api_key_env"
+            )
+            detail = f"the model upstream refused the credentials: HTTP {status}{said}; {check}"
+        else:
+            detail = f"the model upstream refused the request: HTTP {status}{said}"
+        return UpstreamFailed(detail), retryable
+
+    # -- after the first byte: reading, never retrying --
+
+    async def read_reply(
+        self, response: httpx.Response, first_byte_deadline: float, progress: _ReplyProgress
+    ) -> AsyncGenerator[str, None]:
+        """The reply's text pieces; raises when the stream breaks, stalls or ends too early."""
+        content_type = response.headers.get("content-type", "").lower()
+        if content_type.startswith("application/json"):
+            # Some servers ignore `stream: true`; a whole chat.completion is still an answer.
+            body = await self._bounded_body(
+                response, MAX_JSON_ANSWER_BYTES, first_byte_deadline, strict=True
+            )
+            if text := self._whole_answer(body, progress):
+                yield text
+            return
+        decoder = _EventStreamDecoder()
+        async with contextlib.aclosing(self._timed_chunks(response, first_byte_deadline)) as chunks:
+            async for chunk in chunks:
+                for event in decoder.feed(chunk):
+                    if text := progress.take_event(event):
+                        yield text
+                    if progress.done:
+                        return
+        for event in decoder.finish():
+            if text := progress.take_event(event):
+                yield text
+        if progress.complete:
+            return
+        if decoder.events_seen == 0 and "text/event-stream" not in content_type:
+            shown = self.redact(content_type, 60) or "none"
+            raise UpstreamFailed(
+                "the model upstream did not answer with an event stream "
+                f"(HTTP {response.status_code}, content type {shown})"
+            )
+        raise UpstreamFailed("the model upstream's stream ended before the reply was complete")
+
+    async def _timed_chunks(
+        self, response: httpx.Response, first_byte_deadline: float
+    ) -> AsyncGenerator[bytes, None]:
+        """The body's bytes, each read bounded: the first by the first-byte deadline, the rest
+        by the between-chunks wait, all by the reply's total deadline."""
+        chunks = response.aiter_bytes()
+        read_deadline = first_byte_deadline
+        started = False
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout_at(min(read_deadline, self.deadline)):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+                except (TimeoutError, httpx.HTTPError) as error:
+                    if not started and isinstance(error, TimeoutError | httpx.TimeoutException):
+                        raise self._missed_first_byte() from None
+                    raise self._read_failure(error) from None
+                if chunk:
+                    started = True
+                    read_deadline = self._now() + self.between_chunks_wait
+                    yield chunk
+        finally:
+            if isinstance(chunks, AsyncGenerator):
+                await chunks.aclose()
+
+    async def _bounded_body(
+        self, response: httpx.Response, limit: int, first_byte_deadline: float, *, strict: bool
+    ) -> bytes:
+        """Up to `limit` bytes of a body, read under the same deadlines; always closes it.
+
+        With `strict`, a body too long, too slow or broken is a failure; without, the part read
+        so far will do (an error body is read only for its message).
+        """
+        body = bytearray()
+        try:
+            async with contextlib.aclosing(
+                self._timed_chunks(response, first_byte_deadline)
+            ) as chunks:
+                async for chunk in chunks:
+                    body += chunk
+                    if len(body) > limit:
+                        if strict:
+                            raise UpstreamFailed("the model upstream's answer is too large")
+                        break
+        except UpstreamFailed:
+            if strict:
+                raise
+        finally:
+            with contextlib.suppress(httpx.HTTPError):
+                await response.aclose()
+        return bytes(body[:limit])
+
+    def _missed_first_byte(self) -> UpstreamTimeout:
+        if self._now() >= self.deadline:
+            return self._missed_total()
+        return UpstreamTimeout(
+            f"the model upstream did not start answering within {self.first_byte_wait:g} s"
+        )
+
+    def _missed_total(self) -> UpstreamTimeout:
+        return UpstreamTimeout(
+            f"the model upstream did not answer in full within {self.policy.total_timeout:g} s"
+        )
+
+    def _read_failure(self, error: BaseException) -> UpstreamFailed:
+        if isinstance(error, TimeoutError | httpx.TimeoutException):
+            if self._now() >= self.deadline:
+                return self._missed_total()
+            return UpstreamTimeout(
+                f"the model upstream stopped sending for more than {self.between_chunks_wait:g} s"
+            )
+        if isinstance(error, httpx.RemoteProtocolError):
+            return UpstreamFailed(
+                "the model upstream closed the connection in the middle of the reply"
+            )
+        return UpstreamFailed(
+            f"reading the model upstream's answer failed ({type(error).__name__})"
+        )
+
+    def _whole_answer(self, body: bytes, progress: _ReplyProgress) -> str:
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            raise UpstreamFailed(
+                "the model upstream sent a malformed answer (invalid JSON)"
+            ) from None
+        if not isinstance(answer, Mapping):
+            raise UpstreamFailed("the model upstream sent a malformed answer (not an object)")
+        if answer.get("error"):
+            described = _describe_error_object(answer["error"], self.redact)
+            raise UpstreamFailed(
+                "the model upstream reported an error" + (f" ({described})" if described else "")
+            )
+        text = progress.take_chunk(answer, delta_key="message")
+        progress.done = True
+        return text

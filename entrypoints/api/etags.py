@@ -1,0 +1,31 @@
+"""ETag / If-Match for versioned resources: the ETag is the resource's integer `version`."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import Response
+
+from application.errors import PreconditionFailed
+
+_TAG = re.compile(r'^(?:W/)?"(\d+)"$')
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def set_etag(response: Response, version: int) -> None:
+    response.headers["ETag"] = etag(version)
+
+
+def expected_version(if_match: str | None) -> int | None:
+    """None when there is no precondition (`*` or no header); a tag we never issued is stale."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    candidates = [part.strip() for part in if_match.split(",")]
+    for candidate in candidates:
+        match = _TAG.match(candidate)
+        if match:
+            return int(match.group(1))
+    raise PreconditionFailed("If-Match does not name a version of this resource.")

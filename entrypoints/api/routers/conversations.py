@@ -1,0 +1,425 @@
+"""Conversations, messages (blocking and SSE), feedback, export and bot stats."""
+
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from dependency_injector.wiring import Provide, inject
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import Field
+
+from application.conversations import (
+    ConversationService,
+    ExchangeEvent,
+    ReplyDelta,
+    ReplyStored,
+    UserMessageStored,
+    export_as_json,
+    export_as_markdown,
+)
+from application.errors import ApplicationError, UpstreamFailed
+from domain.conversations import MAX_MESSAGE_LENGTH, MAX_TITLE_LENGTH, ConversationStatus, Rating
+from entrypoints.api.dependencies import CurrentActor
+from entrypoints.api.errors import kind_of, problem_responses
+from entrypoints.api.schemas import Out, PageOut, StrictIn
+from entrypoints.bootstrap import Container
+
+router = APIRouter(tags=["conversations"])
+Conversations = Annotated[ConversationService, Depends(Provide[Container.conversations])]
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
+Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
+StatusFilter = Annotated[Literal["open", "closed"] | None, Query(alias="status")]
+ExternalUser = Annotated[str | None, Query(max_length=200)]
+
+
+class ConversationIn(StrictIn):
+    title: str = Field("", max_length=MAX_TITLE_LENGTH)
+    external_user_id: str | None = Field(
+        None,
+        max_length=200,
+        description="Who the conversation is for, in the calling service's terms (bot keys).",
+    )
+
+
+class ConversationPatchIn(StrictIn):
+    title: str = Field(max_length=MAX_TITLE_LENGTH)
+
+
+class ConversationOut(Out):
+    id: UUID
+    bot_id: UUID
+    user_id: UUID | None
+    external_user_id: str | None
+    title: str
+    status: Literal["open", "closed"]
+    message_count: int
+    last_message_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+class MessageIn(StrictIn):
+    content: str = Field(min_length=1, max_length=MAX_MESSAGE_LENGTH)
+
+
+class MessageOut(Out):
+    id: UUID
+    conversation_id: UUID
+    seq: int = Field(description="Position in the conversation: 1, 2, 3, ... with no gaps.")
+    role: Literal["user", "assistant"]
+    content: str
+    created_at: datetime
+    metadata: dict[str, Any] = Field(
+        description="On replies: `engine`, `confidence` (0-1), `fallback`, `sources` "
+        "(knowledge entry ids) and `latency_ms`, plus engine-specific fields such as `usage`."
+    )
+
+
+class ExchangeOut(Out):
+    user_message: MessageOut
+    reply: MessageOut
+
+
+class FeedbackIn(StrictIn):
+    rating: Literal["up", "down"]
+    comment: str = Field("", max_length=2_000)
+
+
+class FeedbackOut(Out):
+    message_id: UUID
+    rating: Literal["up", "down"]
+    comment: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class BotStatsOut(Out):
+    conversations: int
+    messages: int
+    replies: int
+    fallback_rate: float = Field(description="Share of replies that were the fallback message.")
+    feedback_up: int
+    feedback_down: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+
+
+def _conversations_page(page: Any) -> PageOut[ConversationOut]:
+    return PageOut[ConversationOut](
+        items=[ConversationOut.model_validate(c) for c in page.items], next_cursor=page.next_cursor
+    )
+
+
+# --- under a bot --------------------------------------------------------------------------------
+
+
+@router.post(
+    "/api/v1/bots/{bot_id}/conversations",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ConversationOut,
+    responses=problem_responses(401, 404, 409, 422),
+)
+@inject
+async def start_conversation(
+    bot_id: UUID,
+    actor: CurrentActor,
+    conversations: Conversations,
+    body: ConversationIn | None = None,
+) -> ConversationOut:
+    """Open a conversation with a bot (your own, or a published one; a bot key: its bot).
+    The bot's greeting, if any, is its first message. Archived bots answer 409."""
+    body = body or ConversationIn()
+    conversation = await conversations.start_conversation(
+        actor, bot_id, title=body.title, external_user_id=body.external_user_id
+    )
+    return ConversationOut.model_validate(conversation)
+
+
+@router.get(
+    "/api/v1/bots/{bot_id}/conversations",
+    response_model=PageOut[ConversationOut],
+    responses=problem_responses(400, 401, 404, 422),
+)
+@inject
+async def list_bot_conversations(
+    bot_id: UUID,
+    actor: CurrentActor,
+    conversations: Conversations,
+    status_: StatusFilter = None,
+    external_user_id: ExternalUser = None,
+    feedback: Annotated[
+        Literal["down"] | None, Query(description="`down`: only those with a down-rated reply.")
+    ] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> PageOut[ConversationOut]:
+    """For the bot's owner (and admins): every conversation with the bot, whoever held it,
+    newest activity first. The owner may read these conversations, not write in them."""
+    page = await conversations.list_bot_conversations(
+        actor,
+        bot_id,
+        status=ConversationStatus(status_) if status_ else None,
+        external_user_id=external_user_id,
+        with_down_feedback=feedback == "down",
+        limit=limit,
+        cursor=cursor,
+    )
+    return _conversations_page(page)
+
+
+@router.get(
+    "/api/v1/bots/{bot_id}/stats",
+    response_model=BotStatsOut,
+    responses=problem_responses(401, 404),
+    tags=["bots"],
+)
+@inject
+async def bot_stats(bot_id: UUID, actor: CurrentActor, conversations: Conversations) -> BotStatsOut:
+    """Conversations, messages, fallback rate, feedback up/down, reply latency p50/p95."""
+    return BotStatsOut.model_validate(await conversations.bot_stats(actor, bot_id))
+
+
+# --- conversations ------------------------------------------------------------------------------
+
+
+@router.get(
+    "/api/v1/conversations",
+    response_model=PageOut[ConversationOut],
+    responses=problem_responses(400, 401, 422),
+)
+@inject
+async def list_conversations(
+    actor: CurrentActor,
+    conversations: Conversations,
+    bot_id: UUID | None = None,
+    status_: StatusFilter = None,
+    external_user_id: ExternalUser = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> PageOut[ConversationOut]:
+    """The caller's conversations, newest activity first."""
+    page = await conversations.list_conversations(
+        actor,
+        bot_id=bot_id,
+        status=ConversationStatus(status_) if status_ else None,
+        external_user_id=external_user_id,
+        limit=limit,
+        cursor=cursor,
+    )
+    return _conversations_page(page)
+
+
+@router.get(
+    "/api/v1/conversations/{conversation_id}",
+    response_model=ConversationOut,
+    responses=problem_responses(401, 404),
+)
+@inject
+async def read_conversation(
+    conversation_id: UUID, actor: CurrentActor, conversations: Conversations
+) -> ConversationOut:
+    """One conversation, with `message_count` and `last_message_at`."""
+    return ConversationOut.model_validate(
+        await conversations.get_conversation(actor, conversation_id)
+    )
+
+
+@router.patch(
+    "/api/v1/conversations/{conversation_id}",
+    response_model=ConversationOut,
+    responses=problem_responses(401, 403, 404, 422),
+)
+@inject
+async def rename_conversation(
+    conversation_id: UUID,
+    body: ConversationPatchIn,
+    actor: CurrentActor,
+    conversations: Conversations,
+) -> ConversationOut:
+    """Rename."""
+    conversation = await conversations.rename_conversation(actor, conversation_id, body.title)
+    return ConversationOut.model_validate(conversation)
+
+
+@router.delete(
+    "/api/v1/conversations/{conversation_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 403, 404),
+)
+@inject
+async def delete_conversation(
+    conversation_id: UUID, actor: CurrentActor, conversations: Conversations
+) -> Response:
+    """Delete the conversation and its messages."""
+    await conversations.delete_conversation(actor, conversation_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/api/v1/conversations/{conversation_id}/close",
+    response_model=ConversationOut,
+    responses=problem_responses(401, 403, 404),
+)
+@inject
+async def close_conversation(
+    conversation_id: UUID, actor: CurrentActor, conversations: Conversations
+) -> ConversationOut:
+    """No further messages: posting answers 409 afterwards."""
+    return ConversationOut.model_validate(
+        await conversations.close_conversation(actor, conversation_id)
+    )
+
+
+# --- messages -----------------------------------------------------------------------------------
+
+
+def _sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+async def _sse_stream(events: AsyncIterator[ExchangeEvent]) -> AsyncIterator[bytes]:
+    """`delta` events while the reply is produced, then `done` with the stored reply; an
+    `error` event (a problem object) if the engine fails once streaming has begun."""
+    streamed = False
+    try:
+        async for event in events:
+            if isinstance(event, ReplyDelta):
+                streamed = True
+                yield _sse("delta", {"content": event.text})
+            elif isinstance(event, ReplyStored):
+                reply = MessageOut.model_validate(event.message)
+                if not streamed and reply.content:  # a replayed answer arrives whole
+                    yield _sse("delta", {"content": reply.content})
+                yield _sse("done", reply.model_dump(mode="json"))
+    except ApplicationError as error:
+        kind = kind_of(error)
+        yield _sse(
+            "error",
+            {
+                "type": f"/problems/{kind.slug}" if kind else "about:blank",
+                "title": kind.title if kind else "Upstream model failed",
+                "status": kind.status if kind else 502,
+                "detail": error.detail,
+            },
+        )
+
+
+async def _collect(events: AsyncIterator[ExchangeEvent]) -> ExchangeOut:
+    user_message = reply = None
+    async for event in events:
+        if isinstance(event, UserMessageStored):
+            user_message = event.message
+        elif isinstance(event, ReplyStored):
+            reply = event.message
+    if user_message is None or reply is None:  # pragma: no cover - the use case always yields both
+        raise UpstreamFailed("The reply was not produced.")
+    return ExchangeOut(
+        user_message=MessageOut.model_validate(user_message),
+        reply=MessageOut.model_validate(reply),
+    )
+
+
+@router.post(
+    "/api/v1/conversations/{conversation_id}/messages",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ExchangeOut,
+    responses={
+        **problem_responses(401, 403, 404, 409, 413, 422, 502, 504),
+        201: {
+            "description": "The stored message and the bot's reply; with `Accept: "
+            'text/event-stream`, SSE events `delta` (`{"content"}`) then `done` (the reply).',
+            "content": {"text/event-stream": {}},
+        },
+    },
+)
+@inject
+async def post_message(
+    conversation_id: UUID,
+    body: MessageIn,
+    request: Request,
+    actor: CurrentActor,
+    conversations: Conversations,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=255,
+            description="Retries with the same key (same caller, 24 h) replay the first answer "
+            "and store nothing new.",
+        ),
+    ] = None,
+) -> ExchangeOut | StreamingResponse:
+    """Send a message; the bot answers. Both are stored. If the engine fails, your message is
+    kept, the answer is 502/504, and the conversation stays usable. Closed conversations and
+    archived bots answer 409."""
+    events = conversations.post_message(
+        actor, conversation_id, body.content, idempotency_key=idempotency_key
+    ).__aiter__()
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        return await _collect(events)
+    # Pull the first event before answering, so refusals (404, 409, ...) are still plain
+    # problem responses with their status code rather than events in a 201 stream.
+    await events.__anext__()
+    return StreamingResponse(
+        _sse_stream(events),
+        status_code=status.HTTP_201_CREATED,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get(
+    "/api/v1/conversations/{conversation_id}/messages",
+    response_model=PageOut[MessageOut],
+    responses=problem_responses(400, 401, 404),
+)
+@inject
+async def list_messages(
+    conversation_id: UUID,
+    actor: CurrentActor,
+    conversations: Conversations,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> PageOut[MessageOut]:
+    """History, oldest first."""
+    page = await conversations.list_messages(actor, conversation_id, limit=limit, cursor=cursor)
+    return PageOut[MessageOut](
+        items=[MessageOut.model_validate(m) for m in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.put(
+    "/api/v1/messages/{message_id}/feedback",
+    response_model=FeedbackOut,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+@inject
+async def rate_reply(
+    message_id: UUID, body: FeedbackIn, actor: CurrentActor, conversations: Conversations
+) -> FeedbackOut:
+    """Rate a reply up or down (with an optional comment); rating again replaces it."""
+    feedback = await conversations.rate_reply(actor, message_id, Rating(body.rating), body.comment)
+    return FeedbackOut.model_validate(feedback)
+
+
+@router.get(
+    "/api/v1/conversations/{conversation_id}/export",
+    responses={
+        200: {"content": {"application/json": {}, "text/markdown": {}}},
+        **problem_responses(401, 404, 422),
+    },
+)
+@inject
+async def export_conversation(
+    conversation_id: UUID,
+    actor: CurrentActor,
+    conversations: Conversations,
+    format_: Annotated[Literal["json", "markdown"], Query(alias="format")] = "json",
+) -> Any:
+    """The whole conversation: JSON (default) or `?format=markdown`."""
+    export = await conversations.export_conversation(actor, conversation_id)
+    if format_ == "markdown":
+        return PlainTextResponse(export_as_markdown(export), media_type="text/markdown")
+    return export_as_json(export)

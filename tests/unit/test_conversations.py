@@ -1,0 +1,211 @@
+"""Conversation use cases on the in-memory adapters, with the real knowledge engine."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from functools import partial
+
+import pytest
+
+from adapters.engines.config import EngineConfigValidator
+from adapters.engines.knowledge import KnowledgeEngine
+from adapters.memory import InMemoryDatabase, InMemoryUnitOfWork
+from adapters.system import RandomIdGenerator
+from application.actors import UserActor
+from application.bots import BotService, BotSettings, load_knowledge
+from application.conversations import (
+    HISTORY_WINDOW,
+    ConversationService,
+    ReplyDelta,
+    ReplyStored,
+    UserMessageStored,
+)
+from application.errors import Conflict, UpstreamFailed
+from application.ports import ReplyChunk, ReplyEvent, ReplyRequest
+from domain.bots import EngineKind, KnowledgeDraft
+from domain.errors import BotNotAcceptingMessages, ConversationClosed
+from domain.users import Role
+from tests.factories import UserFactory
+from tests.fakes import FixedClock
+
+pytestmark = pytest.mark.unit
+
+
+class FailingEngine:
+    """An upstream that breaks after a first piece of text (what a cut stream looks like)."""
+
+    def __init__(self) -> None:
+        self.requests: list[ReplyRequest] = []
+
+    async def reply(self, request: ReplyRequest) -> AsyncIterator[ReplyEvent]:
+        self.requests.append(request)
+        yield ReplyChunk("partial ")
+        raise UpstreamFailed("the upstream closed the stream")
+
+
+@pytest.fixture
+def db() -> InMemoryDatabase:
+    return InMemoryDatabase()
+
+
+@pytest.fixture
+def failing() -> FailingEngine:
+    return FailingEngine()
+
+
+@pytest.fixture
+def services(
+    db: InMemoryDatabase, failing: FailingEngine
+) -> tuple[BotService, ConversationService]:
+    uow_factory = partial(InMemoryUnitOfWork, db)
+    clock, ids = FixedClock(), RandomIdGenerator()
+    knowledge = KnowledgeEngine(partial(load_knowledge, uow_factory))
+    bots = BotService(
+        uow_factory=uow_factory, engine_rules=EngineConfigValidator(), clock=clock, ids=ids
+    )
+    conversations = ConversationService(
+        uow_factory=uow_factory,
+        engines={EngineKind.KNOWLEDGE: knowledge, EngineKind.OPENAI: failing},
+        clock=clock,
+        ids=ids,
+    )
+    return bots, conversations
+
+
+async def _user(db: InMemoryDatabase) -> UserActor:
+    user = UserFactory()
+    async with InMemoryUnitOfWork(db) as uow:
+        await uow.users.add(user)
+        await uow.commit()
+    return UserActor(user.id, Role.MEMBER)
+
+
+async def _exchange(
+    conversations: ConversationService, actor: UserActor, conversation_id: uuid.UUID, text: str
+) -> list[object]:
+    return [e async for e in conversations.post_message(actor, conversation_id, text)]
+
+
+async def test_exchange_events_and_flat_history(
+    db: InMemoryDatabase, services: tuple[BotService, ConversationService]
+) -> None:
+    bots, conversations = services
+    owner = await _user(db)
+    bot = await bots.create_bot(owner, BotSettings(name="Shop", greeting="Hi!"))
+    await bots.add_entry(
+        owner, bot.id, KnowledgeDraft("Opening hours?", "9 to 5.", ["when are you open"])
+    )
+    conversation = await conversations.start_conversation(owner, bot.id)
+    events = await _exchange(conversations, owner, conversation.id, "when are you open")
+    assert isinstance(events[0], UserMessageStored)
+    assert all(isinstance(e, ReplyDelta) for e in events[1:-1])
+    assert isinstance(events[-1], ReplyStored)
+    assert events[-1].message.content == "9 to 5."
+    assert events[-1].message.seq == 3
+
+
+async def test_engines_see_a_bounded_window_of_history(
+    db: InMemoryDatabase,
+    services: tuple[BotService, ConversationService],
+    failing: FailingEngine,
+) -> None:
+    bots, conversations = services
+    owner = await _user(db)
+    bot = await bots.create_bot(owner, BotSettings(name="Shop"))
+    conversation = await conversations.start_conversation(owner, bot.id)
+    for i in range(15):
+        await _exchange(conversations, owner, conversation.id, f"m{i}")
+    await bots.update_bot(
+        owner,
+        bot.id,
+        {"engine": EngineKind.OPENAI, "engine_config": {"base_url": "http://x", "model": "m"}},
+    )
+    with pytest.raises(UpstreamFailed):
+        await _exchange(conversations, owner, conversation.id, "last")
+    [request] = failing.requests
+    assert len(request.history) == HISTORY_WINDOW
+    assert request.history[-1].content != "last"  # the new message comes separately
+    assert request.message == "last"
+
+
+async def test_a_failing_engine_keeps_the_user_message(
+    db: InMemoryDatabase, services: tuple[BotService, ConversationService]
+) -> None:
+    bots, conversations = services
+    owner = await _user(db)
+    bot = await bots.create_bot(
+        owner,
+        BotSettings(
+            name="LLM",
+            engine=EngineKind.OPENAI,
+            engine_config={"base_url": "http://x", "model": "m"},
+        ),
+    )
+    conversation = await conversations.start_conversation(owner, bot.id)
+    seen: list[object] = []
+    with pytest.raises(UpstreamFailed):
+        async for event in conversations.post_message(
+            owner, conversation.id, "hi", idempotency_key="k"
+        ):
+            seen.append(event)
+    assert isinstance(seen[0], UserMessageStored)
+    page = await conversations.list_messages(owner, conversation.id)
+    assert [m.content for m in page.items] == ["hi"]
+    with pytest.raises(UpstreamFailed):  # the retry replays the failure, storing nothing new
+        await _exchange_with_key(conversations, owner, conversation.id)
+    assert len((await conversations.list_messages(owner, conversation.id)).items) == 1
+    with pytest.raises(UpstreamFailed):  # without the key it is a new message
+        await _exchange(conversations, owner, conversation.id, "hi")
+    assert len((await conversations.list_messages(owner, conversation.id)).items) == 2
+
+
+async def _exchange_with_key(
+    conversations: ConversationService, actor: UserActor, conversation_id: uuid.UUID
+) -> None:
+    async for _ in conversations.post_message(actor, conversation_id, "hi", idempotency_key="k"):
+        pass
+
+
+async def test_closed_and_archived(
+    db: InMemoryDatabase, services: tuple[BotService, ConversationService]
+) -> None:
+    bots, conversations = services
+    owner = await _user(db)
+    bot = await bots.create_bot(owner, BotSettings(name="Shop"))
+    conversation = await conversations.start_conversation(owner, bot.id)
+    await conversations.close_conversation(owner, conversation.id)
+    with pytest.raises(ConversationClosed):
+        await _exchange(conversations, owner, conversation.id, "hi")
+    await bots.archive_bot(owner, bot.id)
+    with pytest.raises(BotNotAcceptingMessages):
+        await conversations.start_conversation(owner, bot.id)
+
+
+async def test_concurrent_posts_stay_gap_free(
+    db: InMemoryDatabase, services: tuple[BotService, ConversationService]
+) -> None:
+    bots, conversations = services
+    owner = await _user(db)
+    bot = await bots.create_bot(owner, BotSettings(name="Shop"))
+    conversation = await conversations.start_conversation(owner, bot.id)
+    await asyncio.gather(
+        *(_exchange(conversations, owner, conversation.id, f"m{i}") for i in range(20))
+    )
+    page = await conversations.list_messages(owner, conversation.id, limit=100)
+    assert [m.seq for m in page.items] == list(range(1, 41))
+
+
+async def test_idempotency_key_reused_for_other_content(
+    db: InMemoryDatabase, services: tuple[BotService, ConversationService]
+) -> None:
+    bots, conversations = services
+    owner = await _user(db)
+    bot = await bots.create_bot(owner, BotSettings(name="Shop"))
+    conversation = await conversations.start_conversation(owner, bot.id)
+    async for _ in conversations.post_message(owner, conversation.id, "a", idempotency_key="k"):
+        pass
+    with pytest.raises(Conflict):
+        async for _ in conversations.post_message(owner, conversation.id, "b", idempotency_key="k"):
+            pass
