@@ -30,7 +30,7 @@ run: $(VENV)/.runtime-installed ## install, migrate the embedded SQLite database
 	$(BIN)/chatbots serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev-installed services lint ## install test tools, start services, lint, run the whole suite
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 lint: $(VENV)/.dev-installed ## ruff, mypy --strict, import-linter layer contracts
 	$(BIN)/ruff check .

@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
+if TYPE_CHECKING:  # imported only where Redis is configured: it costs ~14 MB per worker
+    from redis.asyncio import Redis
 
 
 class InMemoryAttemptCounter:
@@ -47,6 +49,12 @@ class InMemoryAttemptCounter:
         now = self._monotonic()
         for key in [k for k, (_, ends) in self._windows.items() if ends <= now]:
             del self._windows[key]
+
+
+def redis_client(url: str) -> Redis:
+    from redis.asyncio import Redis
+
+    return Redis.from_url(url)
 
 
 class RedisAttemptCounter:

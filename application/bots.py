@@ -159,13 +159,13 @@ class BotService:
             status=status,
             name_contains=name_contains or None,
         )
-        async with self._uow_factory() as uow:
+        async with self._uow_factory(read_only=True) as uow:
             rows = await uow.bots.list_page(flt, after=decode_cursor(cursor), limit=size + 1)
         return paginate(rows, size, lambda b: Keyset(b.created_at, b.id))
 
     async def get_bot(self, actor: Actor, bot_id: UUID) -> Bot:
         """One bot, for its owner and admins."""
-        async with self._uow_factory() as uow:
+        async with self._uow_factory(read_only=True) as uow:
             return await manageable_bot(uow, actor, bot_id)
 
     async def update_bot(
@@ -274,7 +274,7 @@ class BotService:
     ) -> Page[KnowledgeEntry]:
         """The bot's knowledge, oldest first."""
         size = clamp_limit(limit)
-        async with self._uow_factory() as uow:
+        async with self._uow_factory(read_only=True) as uow:
             await manageable_bot(uow, actor, bot_id)
             rows = await uow.knowledge.list_page(
                 bot_id, after=decode_cursor(cursor), limit=size + 1
@@ -282,7 +282,7 @@ class BotService:
         return paginate(rows, size, lambda e: Keyset(e.created_at, e.id))
 
     async def get_entry(self, actor: Actor, bot_id: UUID, entry_id: UUID) -> KnowledgeEntry:
-        async with self._uow_factory() as uow:
+        async with self._uow_factory(read_only=True) as uow:
             await manageable_bot(uow, actor, bot_id)
             return await self._entry(uow, bot_id, entry_id)
 
@@ -349,7 +349,7 @@ class BotService:
         return IssuedApiKey(key=key, secret=raw_key)
 
     async def list_api_keys(self, actor: Actor, bot_id: UUID) -> list[BotApiKey]:
-        async with self._uow_factory() as uow:
+        async with self._uow_factory(read_only=True) as uow:
             await manageable_bot(uow, actor, bot_id)
             return await uow.api_keys.list_page(bot_id)
 
@@ -368,22 +368,25 @@ class BotService:
         prefix = api_key_prefix(raw_key)
         if prefix is None:
             raise AuthenticationFailed("The API key is invalid or revoked.")
-        async with self._uow_factory() as uow:
+        async with self._uow_factory(read_only=True) as uow:
             key = await uow.api_keys.get_by_prefix(prefix)
-            if (
-                key is None
-                or not key.is_active
-                or not hmac.compare_digest(key.secret_hash, hash_api_key(raw_key))
-            ):
-                raise AuthenticationFailed("The API key is invalid or revoked.")
-            now = self._clock.now()
-            if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
-                key.record_use(now)
-                await uow.commit()
+        if (
+            key is None
+            or not key.is_active
+            or not hmac.compare_digest(key.secret_hash, hash_api_key(raw_key))
+        ):
+            raise AuthenticationFailed("The API key is invalid or revoked.")
+        now = self._clock.now()
+        if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+            async with self._uow_factory() as uow:
+                stored = await uow.api_keys.get(key.bot_id, key.id)
+                if stored is not None:
+                    stored.record_use(now)
+                    await uow.commit()
         return BotKeyActor(bot_id=key.bot_id, key_id=key.id)
 
 
 async def load_knowledge(uow_factory: UnitOfWorkFactory, bot_id: UUID) -> list[KnowledgeEntry]:
     """Every entry of a bot: what a reply engine indexes (once per knowledge revision)."""
-    async with uow_factory() as uow:
+    async with uow_factory(read_only=True) as uow:
         return await uow.knowledge.all_for_bot(bot_id)

@@ -252,7 +252,7 @@ class ConversationService:
         cursor: str | None = None,
     ) -> Page[Conversation]:
         """The bot's owner (and admins): every conversation with the bot, whoever held it."""
-        async with self._uow_factory() as uow:
+        async with self._uow_factory(read_only=True) as uow:
             await manageable_bot(uow, actor, bot_id)
         flt = ConversationFilter(
             bot_id=bot_id,
@@ -266,14 +266,14 @@ class ConversationService:
         self, flt: ConversationFilter, limit: int | None, cursor: str | None
     ) -> Page[Conversation]:
         size = clamp_limit(limit)
-        async with self._uow_factory() as uow:
+        async with self._uow_factory(read_only=True) as uow:
             rows = await uow.conversations.list_page(
                 flt, after=decode_cursor(cursor), limit=size + 1
             )
         return paginate(rows, size, lambda c: Keyset(c.last_message_at, c.id))
 
     async def get_conversation(self, actor: Actor, conversation_id: UUID) -> Conversation:
-        async with self._uow_factory() as uow:
+        async with self._uow_factory(read_only=True) as uow:
             return await self._readable(uow, actor, conversation_id)
 
     async def rename_conversation(
@@ -316,7 +316,7 @@ class ConversationService:
         size = clamp_limit(limit)
         after = decode_cursor(cursor)
         after_seq = int(after.value) if after is not None and isinstance(after.value, int) else 0
-        async with self._uow_factory() as uow:
+        async with self._uow_factory(read_only=True) as uow:
             await self._readable(uow, actor, conversation_id)
             rows = await uow.messages.list_page(
                 conversation_id, after_seq=after_seq, limit=size + 1
@@ -417,7 +417,7 @@ class ConversationService:
     async def chattable_bots(self, actor: Actor) -> list[Bot]:
         """The bots this caller may chat with: published ones and the user's own drafts; for
         a bot key, its bot."""
-        async with self._uow_factory() as uow:
+        async with self._uow_factory(read_only=True) as uow:
             if isinstance(actor, BotKeyActor):
                 bot = await uow.bots.get(actor.bot_id)
                 return [bot] if bot is not None and bot.status is not BotStatus.ARCHIVED else []
@@ -570,7 +570,7 @@ class ConversationService:
 
     async def export_conversation(self, actor: Actor, conversation_id: UUID) -> ConversationExport:
         """The whole conversation with every message, for download."""
-        async with self._uow_factory() as uow:
+        async with self._uow_factory(read_only=True) as uow:
             conversation = await self._readable(uow, actor, conversation_id)
             bot = await uow.bots.get(conversation.bot_id)
             if bot is None:
@@ -586,7 +586,7 @@ class ConversationService:
 
     async def bot_stats(self, actor: Actor, bot_id: UUID) -> BotStatsView:
         """Conversations, messages, fallback rate, feedback and reply latency percentiles."""
-        async with self._uow_factory() as uow:
+        async with self._uow_factory(read_only=True) as uow:
             await manageable_bot(uow, actor, bot_id)
             stats = await uow.stats.bot_stats(bot_id)
         latencies = sorted(stats.reply_latencies_ms)

@@ -115,7 +115,7 @@ class IdentityService:
                 raise Throttled("Too many failed sign-in attempts; try again later.", retry_after)
 
         # Argon2 runs outside any transaction: a slow hash must not hold a connection or a lock.
-        async with self._uow_factory() as uow:
+        async with self._uow_factory(read_only=True) as uow:
             found = await uow.users.get_by_email(normalised)
         if found is None:
             await self._hasher.verify_dummy(password)
@@ -189,14 +189,14 @@ class IdentityService:
         """Turn a bearer token into the caller. The user is read on every request, so a
         deactivated or deleted account stops working at once, not when its token expires."""
         claims = self._tokens.verify(access_token, self._clock.now())
-        async with self._uow_factory() as uow:
+        async with self._uow_factory(read_only=True) as uow:
             user = await uow.users.get(claims.user_id)
         if user is None or not user.is_active:
             raise AuthenticationFailed("The account is deactivated or no longer exists.")
         return UserActor(user_id=user.id, role=user.role)
 
     async def me(self, actor: UserActor) -> User:
-        async with self._uow_factory() as uow:
+        async with self._uow_factory(read_only=True) as uow:
             user = await uow.users.get(actor.user_id)
         if user is None:
             raise AuthenticationFailed("The account no longer exists.")
@@ -238,7 +238,7 @@ class IdentityService:
         """Admins only: every account, oldest first."""
         _require_admin(actor)
         size = clamp_limit(limit)
-        async with self._uow_factory() as uow:
+        async with self._uow_factory(read_only=True) as uow:
             rows = await uow.users.list_page(after=decode_cursor(cursor), limit=size + 1)
         return paginate(rows, size, lambda u: Keyset(u.created_at, u.id))
 

@@ -6,7 +6,7 @@ repository is reached through a unit of work, whose `commit()` is the only way a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -218,7 +218,11 @@ class UnitOfWork(Protocol):
     async def rollback(self) -> None: ...
 
 
-UnitOfWorkFactory = Callable[[], UnitOfWork]
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, read_only: bool = False) -> UnitOfWork:
+        """A new unit of work. `read_only=True` promises no `commit()`: adapters may then
+        skip the transaction (one round trip per query) and take no write lock."""
+        ...
 
 
 class SchemaInspector(Protocol):

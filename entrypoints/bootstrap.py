@@ -12,7 +12,6 @@ from datetime import timedelta
 from functools import partial
 
 from dependency_injector import containers, providers
-from redis.asyncio import Redis
 
 from adapters.auth.jwt_tokens import JwtAccessTokenIssuer
 from adapters.auth.passwords import Argon2PasswordHasher
@@ -26,7 +25,7 @@ from adapters.sqlalchemy.mappers import start_mappers
 from adapters.sqlalchemy.readiness import SqlAlchemySchemaInspector
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork
 from adapters.system import RandomIdGenerator, SystemClock
-from adapters.throttling import InMemoryAttemptCounter, RedisAttemptCounter
+from adapters.throttling import InMemoryAttemptCounter, RedisAttemptCounter, redis_client
 from application.bots import BotService, load_knowledge
 from application.conversations import ConversationService
 from application.identity import IdentityPolicy, IdentityService
@@ -64,11 +63,12 @@ class Container(containers.DeclarativeContainer):
         max_overflow=settings.provided.db_max_overflow,
     )
     session_factory = providers.Singleton(create_session_factory, engine)
+    reader_factory = providers.Singleton(create_session_factory, engine, read_only=True)
     memory_database = providers.Singleton(InMemoryDatabase)
 
     uow_factory = providers.Selector(
         storage,
-        sql=providers.Singleton(partial, SqlAlchemyUnitOfWork, session_factory),
+        sql=providers.Singleton(partial, SqlAlchemyUnitOfWork, session_factory, reader_factory),
         memory=providers.Singleton(partial, InMemoryUnitOfWork, memory_database),
     )
     schema_inspector = providers.Selector(
@@ -86,7 +86,7 @@ class Container(containers.DeclarativeContainer):
         ttl_seconds=settings.provided.access_token_ttl_seconds,
     )
     # Created only when selected below; it connects lazily on the first command.
-    redis = providers.Singleton(Redis.from_url, settings.provided.redis_url)
+    redis = providers.Singleton(redis_client, settings.provided.redis_url)
     attempts = providers.Selector(
         providers.Callable(_counter_kind, settings),
         memory=providers.Singleton(InMemoryAttemptCounter),

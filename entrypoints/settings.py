@@ -33,8 +33,19 @@ class Settings(BaseSettings):
         description="SQLAlchemy async URL: sqlite+aiosqlite:///... or "
         "postgresql+asyncpg://...; `memory://` runs on the in-memory adapters.",
     )
-    db_pool_size: int = Field(10, ge=1, description="Connections kept open (PostgreSQL).")
-    db_max_overflow: int = Field(10, ge=0, description="Extra connections under load.")
+    db_pool_size: int = Field(
+        20,
+        ge=1,
+        description="PostgreSQL connections per worker, kept open. Requests beyond it wait "
+        "for a free one (up to 30 s) instead of opening more; workers x pool size must stay "
+        "below the server's max_connections.",
+    )
+    db_max_overflow: int = Field(
+        0,
+        ge=0,
+        description="Extra short-lived connections under load; 0 avoids the churn of opening "
+        "and closing connections at exactly the moment the service is busiest.",
+    )
     jwt_secret: SecretStr = Field(
         SecretStr(DEVELOPMENT_SIGNING_KEY),
         description="HS256 signing key for access tokens; at least 32 bytes in production.",

@@ -83,7 +83,11 @@ async def uow_factory(request: pytest.FixtureRequest) -> UnitOfWorkFactory:
     if request.param == "memory":
         return partial(InMemoryUnitOfWork, InMemoryDatabase())
     engine = await clean_engine(request.getfixturevalue(f"{request.param}_url"))
-    return partial(SqlAlchemyUnitOfWork, create_session_factory(engine))
+    return partial(
+        SqlAlchemyUnitOfWork,
+        create_session_factory(engine),
+        create_session_factory(engine, read_only=True),
+    )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -200,8 +200,9 @@ class InMemorySession:
 
 
 class InMemoryUnitOfWork:
-    def __init__(self, db: InMemoryDatabase) -> None:
+    def __init__(self, db: InMemoryDatabase, *, read_only: bool = False) -> None:
         self._db = db
+        self._read_only = read_only
         self._session: InMemorySession | None = None
         self._holds_lock = False
 
@@ -242,6 +243,8 @@ class InMemoryUnitOfWork:
     async def commit(self) -> None:
         if self._session is None:
             raise RuntimeError("the unit of work is used outside `async with`")
+        if self._read_only:
+            raise RuntimeError("a read-only unit of work cannot commit")
         try:
             self._session.flush_to_database()
         except (ConcurrentUpdate, DuplicateKey):

@@ -21,7 +21,7 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 20, max_overflow: int = 0) -> AsyncEngine:
     if is_sqlite(url):
         engine = create_async_engine(url)
         _configure_sqlite(engine)
@@ -49,11 +49,19 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return  # read-only work: each statement reads a consistent snapshot on its own
         # IMMEDIATE takes the write lock up front. A deferred transaction that read first and
         # writes later fails with SQLITE_BUSY_SNAPSHOT under concurrency instead of waiting,
         # so this is what makes concurrent appends to one conversation queue up safely.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def create_session_factory(
+    engine: AsyncEngine, *, read_only: bool = False
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions for units of work. `read_only` ones use autocommit connections from the same
+    pool (no BEGIN/ROLLBACK round trips, no write lock)."""
+    if read_only:
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)

@@ -14,8 +14,20 @@ from application.errors import ConcurrentUpdate, DuplicateKey
 
 
 class SqlAlchemyUnitOfWork:
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
-        self._session_factory = session_factory
+    """`read_only` units of work run on autocommit connections: no BEGIN/ROLLBACK round trips
+    on PostgreSQL, and no write lock on SQLite (WAL readers run side by side)."""
+
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        reader_factory: async_sessionmaker[AsyncSession] | None = None,
+        *,
+        read_only: bool = False,
+    ) -> None:
+        self._session_factory = (
+            reader_factory if read_only and reader_factory is not None else session_factory
+        )
+        self._read_only = read_only
         self._session: AsyncSession | None = None
 
     @property
@@ -52,6 +64,8 @@ class SqlAlchemyUnitOfWork:
         await session.close()
 
     async def commit(self) -> None:
+        if self._read_only:
+            raise RuntimeError("a read-only unit of work cannot commit")
         try:
             await self.session.commit()
         except StaleDataError as error:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from application.errors import ApplicationError
 from application.seeding import EXAMPLE_BOT_ID
-from entrypoints.api import dependencies, errors
+from entrypoints.api import errors
 from entrypoints.api.middleware import BodySizeLimit
 from entrypoints.api.routers import auth, bots, conversations, health, openai_compat, users
 from entrypoints.bootstrap import Container, build_container, shutdown
@@ -60,6 +60,4 @@ def create_app(container: Container | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for module in ROUTERS:
         app.include_router(module.router)
-    # Wire after the routers are imported: a module wired before import stays silently unpatched.
-    container.wire(modules=[*ROUTERS, dependencies])
     return app

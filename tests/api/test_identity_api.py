@@ -229,5 +229,8 @@ async def test_throttling_is_shared_between_workers_through_redis(
     import redis.asyncio
 
     cleanup = redis.asyncio.Redis.from_url(redis_url)
-    await cleanup.flushdb()
+    # Only this test's keys: other tests (and xdist workers) share the Redis server.
+    await cleanup.delete(
+        f"chatbots:attempts:login:account:{email}", "chatbots:attempts:login:address:127.0.0.1"
+    )
     await cleanup.aclose()

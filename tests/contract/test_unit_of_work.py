@@ -444,3 +444,18 @@ async def test_a_bot_and_its_knowledge_added_in_one_unit_of_work(
         await uow.commit()
     async with uow_factory() as uow:
         assert len(await uow.knowledge.all_for_bot(bot.id)) == 3
+
+
+async def test_read_only_units_of_work_read_and_refuse_to_commit(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    user = UserFactory()
+    async with uow_factory() as uow:
+        await uow.users.add(user)
+        await uow.commit()
+    async with uow_factory(read_only=True) as uow:
+        loaded = await uow.users.get(user.id)
+        assert loaded is not None
+        assert loaded.email == user.email
+        with pytest.raises(RuntimeError):
+            await uow.commit()

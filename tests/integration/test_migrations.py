@@ -62,3 +62,9 @@ async def test_every_revision_downgrades_and_upgrades_again(empty_database: str)
         _blocking(downgrade, empty_database, revision.down_revision or "base")
     _blocking(upgrade, empty_database)
     assert await _schema_diff(empty_database) == []
+
+
+def test_the_readiness_probe_expects_the_newest_migration() -> None:
+    from adapters.sqlalchemy.readiness import SCHEMA_HEAD
+
+    assert ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == SCHEMA_HEAD

@@ -4,19 +4,16 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from dependency_injector.wiring import Provide, inject
 from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import Field
 
-from application.identity import IdentityService, TokenPair
-from entrypoints.api.dependencies import client_address
+from application.identity import TokenPair
+from entrypoints.api.dependencies import Identity, client_address
 from entrypoints.api.errors import problem_responses
 from entrypoints.api.schemas import Out, StrictIn
-from entrypoints.bootstrap import Container
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
-Identity = Annotated[IdentityService, Depends(Provide[Container.identity])]
 
 
 class RegisterIn(StrictIn):
@@ -58,7 +55,6 @@ def _tokens(pair: TokenPair) -> TokenOut:
     response_model=UserOut,
     responses=problem_responses(409, 422),
 )
-@inject
 async def register(body: RegisterIn, identity: Identity) -> UserOut:
     """Create an account. The email is normalised (case, spaces); a taken email is a 409."""
     user = await identity.register(body.email, body.password, body.display_name)
@@ -66,7 +62,6 @@ async def register(body: RegisterIn, identity: Identity) -> UserOut:
 
 
 @router.post("/token", response_model=TokenOut, responses=problem_responses(401, 422, 429))
-@inject
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     address: Annotated[str, Depends(client_address)],
@@ -78,14 +73,12 @@ async def token(
 
 
 @router.post("/refresh", response_model=TokenOut, responses=problem_responses(401, 422))
-@inject
 async def refresh(body: RefreshIn, identity: Identity) -> TokenOut:
     """Rotate: a refresh token works once. Presenting a used one revokes its whole family."""
     return _tokens(await identity.refresh(body.refresh_token))
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(422))
-@inject
 async def logout(body: RefreshIn, identity: Identity) -> Response:
     """Revoke the refresh token's family; it can no longer refresh."""
     await identity.logout(body.refresh_token)

@@ -4,11 +4,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from dependency_injector.wiring import Provide, inject
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 from pydantic import Field, model_validator
 
-from application.bots import MAX_BULK_ENTRIES, BotService, BotSettings
+from application.bots import MAX_BULK_ENTRIES, BotSettings
 from domain.bots import (
     DEFAULT_FALLBACK_MESSAGE,
     MAX_ANSWER_LENGTH,
@@ -20,14 +19,12 @@ from domain.bots import (
     EngineKind,
     KnowledgeDraft,
 )
-from entrypoints.api.dependencies import CurrentActor
+from entrypoints.api.dependencies import Bots, CurrentActor
 from entrypoints.api.errors import problem_responses
 from entrypoints.api.etags import expected_version, set_etag
 from entrypoints.api.schemas import Out, PageOut, StrictIn
-from entrypoints.bootstrap import Container
 
 router = APIRouter(prefix="/api/v1/bots", tags=["bots"])
-Bots = Annotated[BotService, Depends(Provide[Container.bots])]
 IfMatch = Annotated[
     str | None,
     Header(description='The `ETag` last read, e.g. `"3"`; a stale one answers 412.'),
@@ -173,7 +170,6 @@ def _bot(response: Response, bot: object) -> BotOut:
     response_model=BotOut,
     responses=problem_responses(401, 403, 422),
 )
-@inject
 async def create_bot(body: BotIn, actor: CurrentActor, bots: Bots, response: Response) -> BotOut:
     """Create a draft bot owned by the caller (`status: "draft"`, `version: 1`)."""
     settings = BotSettings(**{**body.model_dump(), "engine": EngineKind(body.engine)})
@@ -183,7 +179,6 @@ async def create_bot(body: BotIn, actor: CurrentActor, bots: Bots, response: Res
 
 
 @router.get("", response_model=PageOut[BotOut], responses=problem_responses(400, 401, 403, 422))
-@inject
 async def list_bots(
     actor: CurrentActor,
     bots: Bots,
@@ -208,7 +203,6 @@ async def list_bots(
 
 
 @router.get("/{bot_id}", response_model=BotOut, responses=BOT_ERRORS)
-@inject
 async def read_bot(bot_id: UUID, actor: CurrentActor, bots: Bots, response: Response) -> BotOut:
     """One bot, for its owner and admins (anyone else: 404)."""
     return _bot(response, await bots.get_bot(actor, bot_id))
@@ -217,7 +211,6 @@ async def read_bot(bot_id: UUID, actor: CurrentActor, bots: Bots, response: Resp
 @router.patch(
     "/{bot_id}", response_model=BotOut, responses=problem_responses(401, 403, 404, 412, 422)
 )
-@inject
 async def update_bot(
     bot_id: UUID,
     body: BotPatchIn,
@@ -239,7 +232,6 @@ async def update_bot(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403, 404, 412),
 )
-@inject
 async def delete_bot(
     bot_id: UUID, actor: CurrentActor, bots: Bots, if_match: IfMatch = None
 ) -> Response:
@@ -251,14 +243,12 @@ async def delete_bot(
 @router.post(
     "/{bot_id}/publish", response_model=BotOut, responses=problem_responses(401, 403, 404, 409)
 )
-@inject
 async def publish_bot(bot_id: UUID, actor: CurrentActor, bots: Bots, response: Response) -> BotOut:
     """draft -> published: every signed-in user may chat with it. Archived bots answer 409."""
     return _bot(response, await bots.publish_bot(actor, bot_id))
 
 
 @router.post("/{bot_id}/archive", response_model=BotOut, responses=BOT_ERRORS)
-@inject
 async def archive_bot(bot_id: UUID, actor: CurrentActor, bots: Bots, response: Response) -> BotOut:
     """-> archived: no new messages (409); existing conversations stay readable."""
     return _bot(response, await bots.archive_bot(actor, bot_id))
@@ -280,7 +270,6 @@ def _entry(response: Response, entry: object) -> KnowledgeOut:
     responses=problem_responses(401, 403, 404, 422),
     tags=["knowledge"],
 )
-@inject
 async def add_knowledge(
     bot_id: UUID, body: KnowledgeIn, actor: CurrentActor, bots: Bots, response: Response
 ) -> KnowledgeOut:
@@ -296,7 +285,6 @@ async def add_knowledge(
     responses=problem_responses(400, 401, 403, 404),
     tags=["knowledge"],
 )
-@inject
 async def list_knowledge(
     bot_id: UUID, actor: CurrentActor, bots: Bots, limit: Limit = 20, cursor: Cursor = None
 ) -> PageOut[KnowledgeOut]:
@@ -314,7 +302,6 @@ async def list_knowledge(
     responses=problem_responses(401, 403, 404, 413, 422),
     tags=["knowledge"],
 )
-@inject
 async def import_knowledge(bot_id: UUID, body: BulkIn, actor: CurrentActor, bots: Bots) -> BulkOut:
     """Import up to 5,000 entries, all or nothing, in one transaction."""
     created = await bots.import_entries(actor, bot_id, [e.draft() for e in body.entries])
@@ -327,7 +314,6 @@ async def import_knowledge(bot_id: UUID, body: BulkIn, actor: CurrentActor, bots
     responses=BOT_ERRORS,
     tags=["knowledge"],
 )
-@inject
 async def read_knowledge(
     bot_id: UUID, entry_id: UUID, actor: CurrentActor, bots: Bots, response: Response
 ) -> KnowledgeOut:
@@ -340,7 +326,6 @@ async def read_knowledge(
     responses=problem_responses(401, 403, 404, 412, 422),
     tags=["knowledge"],
 )
-@inject
 async def update_knowledge(
     bot_id: UUID,
     entry_id: UUID,
@@ -367,7 +352,6 @@ async def update_knowledge(
     responses=problem_responses(401, 403, 404, 412),
     tags=["knowledge"],
 )
-@inject
 async def delete_knowledge(
     bot_id: UUID, entry_id: UUID, actor: CurrentActor, bots: Bots, if_match: IfMatch = None
 ) -> Response:
@@ -385,7 +369,6 @@ async def delete_knowledge(
     responses=problem_responses(401, 403, 404, 422),
     tags=["api keys"],
 )
-@inject
 async def create_api_key(
     bot_id: UUID, actor: CurrentActor, bots: Bots, body: ApiKeyIn | None = None
 ) -> ApiKeyCreatedOut:
@@ -403,7 +386,6 @@ async def create_api_key(
     responses=BOT_ERRORS,
     tags=["api keys"],
 )
-@inject
 async def list_api_keys(bot_id: UUID, actor: CurrentActor, bots: Bots) -> list[ApiKeyOut]:
     """The bot's keys by prefix, with `created_at`, `last_used_at` and `revoked_at`."""
     return [ApiKeyOut.model_validate(k) for k in await bots.list_api_keys(actor, bot_id)]
@@ -415,7 +397,6 @@ async def list_api_keys(bot_id: UUID, actor: CurrentActor, bots: Bots) -> list[A
     responses=BOT_ERRORS,
     tags=["api keys"],
 )
-@inject
 async def revoke_api_key(bot_id: UUID, key_id: UUID, actor: CurrentActor, bots: Bots) -> Response:
     """Revoke a key: it stops working at once."""
     await bots.revoke_api_key(actor, bot_id, key_id)

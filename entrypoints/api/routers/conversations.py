@@ -6,13 +6,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from dependency_injector.wiring import Provide, inject
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import Field
 
 from application.conversations import (
-    ConversationService,
     ExchangeEvent,
     ReplyDelta,
     ReplyStored,
@@ -22,13 +20,11 @@ from application.conversations import (
 )
 from application.errors import ApplicationError, UpstreamFailed
 from domain.conversations import MAX_MESSAGE_LENGTH, MAX_TITLE_LENGTH, ConversationStatus, Rating
-from entrypoints.api.dependencies import CurrentActor
+from entrypoints.api.dependencies import Conversations, CurrentActor
 from entrypoints.api.errors import kind_of, problem_responses
 from entrypoints.api.schemas import Out, PageOut, StrictIn
-from entrypoints.bootstrap import Container
 
 router = APIRouter(tags=["conversations"])
-Conversations = Annotated[ConversationService, Depends(Provide[Container.conversations])]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
 StatusFilter = Annotated[Literal["open", "closed"] | None, Query(alias="status")]
@@ -122,7 +118,6 @@ def _conversations_page(page: Any) -> PageOut[ConversationOut]:
     response_model=ConversationOut,
     responses=problem_responses(401, 404, 409, 422),
 )
-@inject
 async def start_conversation(
     bot_id: UUID,
     actor: CurrentActor,
@@ -143,7 +138,6 @@ async def start_conversation(
     response_model=PageOut[ConversationOut],
     responses=problem_responses(400, 401, 404, 422),
 )
-@inject
 async def list_bot_conversations(
     bot_id: UUID,
     actor: CurrentActor,
@@ -176,7 +170,6 @@ async def list_bot_conversations(
     responses=problem_responses(401, 404),
     tags=["bots"],
 )
-@inject
 async def bot_stats(bot_id: UUID, actor: CurrentActor, conversations: Conversations) -> BotStatsOut:
     """Conversations, messages, fallback rate, feedback up/down, reply latency p50/p95."""
     return BotStatsOut.model_validate(await conversations.bot_stats(actor, bot_id))
@@ -190,7 +183,6 @@ async def bot_stats(bot_id: UUID, actor: CurrentActor, conversations: Conversati
     response_model=PageOut[ConversationOut],
     responses=problem_responses(400, 401, 422),
 )
-@inject
 async def list_conversations(
     actor: CurrentActor,
     conversations: Conversations,
@@ -217,7 +209,6 @@ async def list_conversations(
     response_model=ConversationOut,
     responses=problem_responses(401, 404),
 )
-@inject
 async def read_conversation(
     conversation_id: UUID, actor: CurrentActor, conversations: Conversations
 ) -> ConversationOut:
@@ -232,7 +223,6 @@ async def read_conversation(
     response_model=ConversationOut,
     responses=problem_responses(401, 403, 404, 422),
 )
-@inject
 async def rename_conversation(
     conversation_id: UUID,
     body: ConversationPatchIn,
@@ -249,7 +239,6 @@ async def rename_conversation(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403, 404),
 )
-@inject
 async def delete_conversation(
     conversation_id: UUID, actor: CurrentActor, conversations: Conversations
 ) -> Response:
@@ -263,7 +252,6 @@ async def delete_conversation(
     response_model=ConversationOut,
     responses=problem_responses(401, 403, 404),
 )
-@inject
 async def close_conversation(
     conversation_id: UUID, actor: CurrentActor, conversations: Conversations
 ) -> ConversationOut:
@@ -335,7 +323,6 @@ async def _collect(events: AsyncIterator[ExchangeEvent]) -> ExchangeOut:
         },
     },
 )
-@inject
 async def post_message(
     conversation_id: UUID,
     body: MessageIn,
@@ -375,7 +362,6 @@ async def post_message(
     response_model=PageOut[MessageOut],
     responses=problem_responses(400, 401, 404),
 )
-@inject
 async def list_messages(
     conversation_id: UUID,
     actor: CurrentActor,
@@ -395,7 +381,6 @@ async def list_messages(
     response_model=FeedbackOut,
     responses=problem_responses(401, 403, 404, 409, 422),
 )
-@inject
 async def rate_reply(
     message_id: UUID, body: FeedbackIn, actor: CurrentActor, conversations: Conversations
 ) -> FeedbackOut:
@@ -411,7 +396,6 @@ async def rate_reply(
         **problem_responses(401, 404, 422),
     },
 )
-@inject
 async def export_conversation(
     conversation_id: UUID,
     actor: CurrentActor,

@@ -1,16 +1,14 @@
 """Liveness and readiness probes."""
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from dependency_injector.wiring import Provide, inject
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from application.health import check_readiness
-from application.ports import SchemaInspector
+from entrypoints.api.dependencies import Inspector
 from entrypoints.api.errors import problem_response, problem_responses
-from entrypoints.bootstrap import Container
 
 router = APIRouter(tags=["health"])
 
@@ -31,9 +29,8 @@ async def healthz() -> HealthOut:
     summary="Readiness",
     responses=problem_responses(503),
 )
-@inject
 async def readyz(
-    inspector: Annotated[SchemaInspector, Depends(Provide[Container.schema_inspector])],
+    inspector: Inspector,
 ) -> HealthOut | JSONResponse:
     """200 when the database answers and its schema is at the migration head, else 503."""
     readiness = await check_readiness(inspector)

@@ -11,13 +11,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from dependency_injector.wiring import Provide, inject
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Header, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from application.conversations import (
-    ConversationService,
     ExchangeEvent,
     ReplyDelta,
     ReplyStored,
@@ -26,12 +24,10 @@ from application.conversations import (
 from application.errors import ApplicationError, NotFound, UpstreamFailed
 from domain.conversations import MAX_MESSAGE_LENGTH, MessageRole
 from domain.errors import InvalidValue
-from entrypoints.api.dependencies import CurrentActor
+from entrypoints.api.dependencies import Conversations, CurrentActor
 from entrypoints.api.errors import kind_of, openai_error_body
-from entrypoints.bootstrap import Container
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
-Conversations = Annotated[ConversationService, Depends(Provide[Container.conversations])]
 
 OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"description": description, "model": None}
@@ -111,7 +107,6 @@ class ChatCompletionOut(BaseModel):
 
 
 @router.get("/models", response_model=ModelList, responses=OPENAI_ERRORS)
-@inject
 async def list_models(actor: CurrentActor, conversations: Conversations) -> ModelList:
     """The bots this credential may chat with; a model `id` is a bot id."""
     bots = await conversations.chattable_bots(actor)
@@ -158,7 +153,6 @@ def _usage(metadata: dict[str, Any]) -> UsageOut | None:
         },
     },
 )
-@inject
 async def chat_completions(
     body: ChatCompletionIn,
     actor: CurrentActor,

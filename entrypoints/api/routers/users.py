@@ -3,20 +3,16 @@
 from typing import Annotated, Literal
 from uuid import UUID
 
-from dependency_injector.wiring import Provide, inject
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import Field
 
-from application.identity import IdentityService
 from domain.users import Role
-from entrypoints.api.dependencies import CurrentUser
+from entrypoints.api.dependencies import CurrentUser, Identity
 from entrypoints.api.errors import problem_responses
 from entrypoints.api.routers.auth import UserOut
 from entrypoints.api.schemas import PageOut, StrictIn
-from entrypoints.bootstrap import Container
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
-Identity = Annotated[IdentityService, Depends(Provide[Container.identity])]
 
 
 class UpdateMeIn(StrictIn):
@@ -34,14 +30,12 @@ class UserAdminIn(StrictIn):
 
 
 @router.get("/me", response_model=UserOut, responses=problem_responses(401))
-@inject
 async def read_me(actor: CurrentUser, identity: Identity) -> UserOut:
     """The signed-in caller."""
     return UserOut.model_validate(await identity.me(actor))
 
 
 @router.patch("/me", response_model=UserOut, responses=problem_responses(401, 422))
-@inject
 async def update_me(body: UpdateMeIn, actor: CurrentUser, identity: Identity) -> UserOut:
     """Change the caller's display name."""
     return UserOut.model_validate(await identity.update_me(actor, body.display_name))
@@ -52,7 +46,6 @@ async def update_me(body: UpdateMeIn, actor: CurrentUser, identity: Identity) ->
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 422),
 )
-@inject
 async def change_password(
     body: PasswordChangeIn, actor: CurrentUser, identity: Identity
 ) -> Response:
@@ -62,7 +55,6 @@ async def change_password(
 
 
 @router.get("", response_model=PageOut[UserOut], responses=problem_responses(400, 401, 403))
-@inject
 async def list_users(
     actor: CurrentUser,
     identity: Identity,
@@ -79,7 +71,6 @@ async def list_users(
 @router.patch(
     "/{user_id}", response_model=UserOut, responses=problem_responses(401, 403, 404, 409, 422)
 )
-@inject
 async def update_user(
     user_id: UUID, body: UserAdminIn, actor: CurrentUser, identity: Identity
 ) -> UserOut:
