@@ -105,7 +105,10 @@ class Bot:
         if unknown:
             raise InvalidValue(sorted(unknown)[0], "cannot be changed")
         if "name" in changes:
-            changes = {**changes, "name": _required_text("name", changes["name"], 100)}
+            changes = {
+                **changes,
+                "name": _required_text("name", changes["name"], MAX_BOT_NAME_LENGTH),
+            }
         if changes.get("fallback_message") == "":
             changes = {**changes, "fallback_message": DEFAULT_FALLBACK_MESSAGE}
         for name, value in changes.items():

@@ -26,9 +26,15 @@ def _lower_thread_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_THREAD_NICENESS)
 
 
+# One lane per hash (RFC 9106 allows it; OWASP's baseline uses it): the C library then runs each
+# hash on one thread instead of four, so a login burst cannot outnumber the event loop's thread.
+DEFAULT_ARGON2_PARAMETERS: dict[str, Any] = {"time_cost": 3, "memory_cost": 65536, "parallelism": 1}
+
+
 class Argon2PasswordHasher:
-    def __init__(self, *, max_concurrent_hashes: int = 2, **argon2_parameters: Any) -> None:
-        self._password_hash = PasswordHash((Argon2Hasher(**argon2_parameters),))
+    def __init__(self, *, max_concurrent_hashes: int = 1, **argon2_parameters: Any) -> None:
+        parameters = {**DEFAULT_ARGON2_PARAMETERS, **argon2_parameters}
+        self._password_hash = PasswordHash((Argon2Hasher(**parameters),))
         self._pool = ThreadPoolExecutor(
             max_workers=max_concurrent_hashes,
             thread_name_prefix="argon2",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -60,9 +60,6 @@ class InMemoryDatabase:
     def __init__(self) -> None:
         self.tables: dict[str, dict[Any, Row]] = {name: {} for name in PRIMARY_KEYS}
         self.write_lock = asyncio.Lock()
-
-    def rows(self, table: str) -> Iterator[Row]:
-        return iter(list(self.tables[table].values()))
 
 
 def _snapshot(row: Row) -> dict[str, Any]:
