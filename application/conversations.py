@@ -535,6 +535,13 @@ class ConversationService:
         yield UserMessageStored(user_message)
         yield ReplyStored(reply)
 
+    async def purge_expired_idempotency_keys(self) -> int:
+        """Forget first answers older than the 24 h replay window; returns how many."""
+        async with self._uow_factory() as uow:
+            purged = await uow.idempotency.purge_older_than(self._clock.now() - IDEMPOTENCY_TTL)
+            await uow.commit()
+        return purged
+
     # --- feedback, export, stats --------------------------------------------------------------
 
     async def rate_reply(

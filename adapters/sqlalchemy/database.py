@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -21,12 +22,22 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+# orjson for JSON columns (message metadata, engine config): stdlib json was ~6% of the CPU of
+# reading a page of history.
+JSON_OPTIONS: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+
+
 def create_engine(url: str, *, pool_size: int = 20, max_overflow: int = 0) -> AsyncEngine:
     if is_sqlite(url):
-        engine = create_async_engine(url)
+        engine = create_async_engine(url, **JSON_OPTIONS)
         _configure_sqlite(engine)
         return engine
     options: dict[str, Any] = {
+        **JSON_OPTIONS,
         "pool_size": pool_size,
         "max_overflow": max_overflow,
         # Waiting for a connection is bounded: past it the caller gets an error, not a hang.

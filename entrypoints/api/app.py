@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from entrypoints.bootstrap import Container, build_container, shutdown
 from entrypoints.seed import seed_example_bot
 
 logger = logging.getLogger("chatbots")
+IDEMPOTENCY_PURGE_INTERVAL_SECONDS = 3600
 
 ROUTERS = [health, auth, users, bots, conversations, openai_compat]
 
@@ -37,6 +39,17 @@ async def _seed(container: Container) -> None:
         logger.warning("could not create the example bot: %s", error.__class__.__name__)
 
 
+async def _purge_idempotency_keys_hourly(container: Container) -> None:
+    while True:
+        try:
+            purged = await container.conversations().purge_expired_idempotency_keys()
+            if purged:
+                logger.info("purged %d expired idempotency keys", purged)
+        except (ApplicationError, SQLAlchemyError, OSError) as error:
+            logger.warning("idempotency key purge failed: %s", error.__class__.__name__)
+        await asyncio.sleep(IDEMPOTENCY_PURGE_INTERVAL_SECONDS)
+
+
 def create_app(container: Container | None = None) -> FastAPI:
     container = container or build_container()
     settings = container.settings()
@@ -46,7 +59,9 @@ def create_app(container: Container | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.seed_example_bot:
             await _seed(container)
+        housekeeping = asyncio.create_task(_purge_idempotency_keys_hourly(container))
         yield
+        housekeeping.cancel()
         await shutdown(container)
 
     app = FastAPI(

@@ -95,5 +95,12 @@ async def test_unexpected_errors_hide_the_stack_trace(app: FastAPI) -> None:
 
 async def test_every_route_documents_its_models(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
-    assert "/readyz" in spec["paths"]
     assert "503" in spec["paths"]["/readyz"]["get"]["responses"]
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            label = f"{method.upper()} {path}"
+            assert operation.get("description"), f"{label} has no description"
+            errors = [code for code in operation["responses"] if code[0] in "45"]
+            assert errors or path == "/healthz", f"{label} documents no error answers"
+            success = [code for code in operation["responses"] if code[0] == "2"]
+            assert success, f"{label} documents no success answer"

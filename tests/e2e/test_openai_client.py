@@ -165,3 +165,43 @@ def test_an_openai_engine_bot_chained_to_our_own_v1(
         assert reply.json()["reply"]["metadata"]["engine"] == "openai"
         assert key not in reply.text
         assert key not in server_b.log()
+
+
+def test_a_reply_is_stored_even_if_the_streaming_client_goes_away(
+    http: httpx.Client, world: dict[str, Any]
+) -> None:
+    import time
+
+    from tests.fake_upstream import FakeUpstream
+
+    with FakeUpstream(slow_seconds=0.3) as upstream:
+        upstream.mode = "slow_between_chunks"
+        bot = http.post(
+            "/api/v1/bots",
+            json={
+                "name": "Slow LLM",
+                "engine": "openai",
+                "engine_config": {"base_url": upstream.url, "model": "m", "timeout_seconds": 5},
+            },
+            headers=world["auth"],
+        ).json()
+        conversation = http.post(
+            f"/api/v1/bots/{bot['id']}/conversations", json={}, headers=world["auth"]
+        ).json()
+        url = f"/api/v1/conversations/{conversation['id']}/messages"
+        with http.stream(
+            "POST",
+            url,
+            json={"content": "one two three four five six"},
+            headers={**world["auth"], "Accept": "text/event-stream"},
+        ) as response:
+            assert response.status_code == 201
+            next(response.iter_lines())  # the first event arrived; now hang up
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            items = http.get(url, headers=world["auth"]).json()["items"]
+            if len(items) == 2:
+                break
+            time.sleep(0.3)
+        assert [m["role"] for m in items] == ["user", "assistant"]
+        assert items[1]["content"] == "Echo: one two three four five six"

@@ -209,3 +209,17 @@ async def test_idempotency_key_reused_for_other_content(
     with pytest.raises(Conflict):
         async for _ in conversations.post_message(owner, conversation.id, "b", idempotency_key="k"):
             pass
+
+
+async def test_expired_idempotency_keys_are_purged(
+    db: InMemoryDatabase, services: tuple[BotService, ConversationService]
+) -> None:
+    bots, conversations = services
+    owner = await _user(db)
+    bot = await bots.create_bot(owner, BotSettings(name="Shop"))
+    conversation = await conversations.start_conversation(owner, bot.id)
+    async for _ in conversations.post_message(owner, conversation.id, "a", idempotency_key="k"):
+        pass
+    assert await conversations.purge_expired_idempotency_keys() == 0
+    conversations._clock.advance(hours=25)  # type: ignore[attr-defined]
+    assert await conversations.purge_expired_idempotency_keys() == 1

@@ -317,6 +317,7 @@ async def import_knowledge(bot_id: UUID, body: BulkIn, actor: CurrentActor, bots
 async def read_knowledge(
     bot_id: UUID, entry_id: UUID, actor: CurrentActor, bots: Bots, response: Response
 ) -> KnowledgeOut:
+    """One knowledge entry, with its `ETag`."""
     return _entry(response, await bots.get_entry(actor, bot_id, entry_id))
 
 
@@ -355,6 +356,7 @@ async def update_knowledge(
 async def delete_knowledge(
     bot_id: UUID, entry_id: UUID, actor: CurrentActor, bots: Bots, if_match: IfMatch = None
 ) -> Response:
+    """Delete an entry (If-Match honoured); the bot's knowledge revision moves on."""
     await bots.delete_entry(actor, bot_id, entry_id, expected_version=expected_version(if_match))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -23,6 +23,7 @@ from domain.conversations import MAX_MESSAGE_LENGTH, MAX_TITLE_LENGTH, Conversat
 from entrypoints.api.dependencies import Conversations, CurrentActor
 from entrypoints.api.errors import kind_of, problem_responses
 from entrypoints.api.schemas import Out, PageOut, StrictIn
+from entrypoints.api.streaming import completed_even_if_abandoned
 
 router = APIRouter(tags=["conversations"])
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
@@ -350,7 +351,7 @@ async def post_message(
     # problem responses with their status code rather than events in a 201 stream.
     await events.__anext__()
     return StreamingResponse(
-        _sse_stream(events),
+        _sse_stream(completed_even_if_abandoned(events)),
         status_code=status.HTTP_201_CREATED,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

@@ -26,6 +26,7 @@ from domain.conversations import MAX_MESSAGE_LENGTH, MessageRole
 from domain.errors import InvalidValue
 from entrypoints.api.dependencies import Conversations, CurrentActor
 from entrypoints.api.errors import kind_of, openai_error_body
+from entrypoints.api.streaming import completed_even_if_abandoned
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
@@ -186,7 +187,7 @@ async def chat_completions(
     created = int(time.time())
     if body.stream:
         return StreamingResponse(
-            _chunks(iterator, body.model, created),
+            _chunks(completed_even_if_abandoned(iterator), body.model, created),
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
