@@ -55,7 +55,6 @@ from domain.errors import InvalidValue
 # conversation grows.
 HISTORY_WINDOW = 20
 IDEMPOTENCY_TTL = timedelta(hours=24)
-MAX_EXTERNAL_USER_ID = 200
 MAX_LISTED_BOTS = 100
 
 

@@ -144,10 +144,6 @@ class InMemoryKnowledgeRepository(_Repository):
         rows = self._session.query(self.table, lambda e: e.bot_id == bot_id)
         return sorted(rows, key=lambda e: (e.created_at, e.id))
 
-    async def get_many(self, bot_id: UUID, entry_ids: Sequence[UUID]) -> list[KnowledgeEntry]:
-        found = [await self.get(bot_id, entry_id) for entry_id in entry_ids]
-        return [entry for entry in found if entry is not None]
-
 
 class InMemoryApiKeyRepository(_Repository):
     table = "bot_api_keys"

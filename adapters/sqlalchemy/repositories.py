@@ -188,14 +188,6 @@ class SqlAlchemyKnowledgeRepository:
         query = sa.select(KnowledgeEntry).where(c.bot_id == bot_id).order_by(c.created_at, c.id)
         return list((await self._session.scalars(query)).all())
 
-    async def get_many(self, bot_id: UUID, entry_ids: Sequence[UUID]) -> list[KnowledgeEntry]:
-        if not entry_ids:
-            return []
-        c = tables.knowledge_entries.c
-        query = sa.select(KnowledgeEntry).where(c.bot_id == bot_id, c.id.in_(list(entry_ids)))
-        found = {e.id: e for e in (await self._session.scalars(query)).all()}
-        return [found[i] for i in entry_ids if i in found]
-
 
 class SqlAlchemyApiKeyRepository:
     def __init__(self, session: AsyncSession) -> None:
