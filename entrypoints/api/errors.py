@@ -109,7 +109,7 @@ def openai_error_body(status: int, message: str, param: str | None = None) -> di
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
-def _openai_response(problem: JSONResponse) -> JSONResponse:
+def openai_response(problem: JSONResponse) -> JSONResponse:
     """The same answer (status, headers) in OpenAI's envelope, for the `/v1` surface."""
     body = json.loads(bytes(problem.body))
     issues = body.get("errors") or []
@@ -129,7 +129,7 @@ _KEPT_HEADERS = {"www-authenticate", "retry-after"}
 
 
 def _for(request: Request, problem: JSONResponse) -> JSONResponse:
-    return _openai_response(problem) if request.url.path.startswith(OPENAI_PATH_PREFIX) else problem
+    return openai_response(problem) if request.url.path.startswith(OPENAI_PATH_PREFIX) else problem
 
 
 def kind_of(error: Exception) -> ProblemKind | None:

@@ -104,3 +104,19 @@ async def test_every_route_documents_its_models(client: httpx.AsyncClient) -> No
             assert errors or path == "/healthz", f"{label} documents no error answers"
             success = [code for code in operation["responses"] if code[0] == "2"]
             assert success, f"{label} documents no success answer"
+
+
+async def test_the_openai_surface_answers_errors_in_openai_s_envelope(
+    client: httpx.AsyncClient,
+) -> None:
+    unauthenticated = await client.get("/v1/models")
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.headers["www-authenticate"] == "Bearer"
+    assert unauthenticated.json()["error"]["type"] == "authentication_error"
+    too_large = await client.post(
+        "/v1/chat/completions",
+        content=b"x" * (3 * 1024 * 1024),
+        headers={"content-type": "application/json"},
+    )
+    assert too_large.status_code == 413
+    assert too_large.json()["error"]["code"] == "request_too_large"
