@@ -38,7 +38,7 @@ FAULTS = [
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream(slow_seconds=3.0) as fake:
+    with FakeUpstream(slow_seconds=4.0) as fake:
         yield fake
 
 
@@ -56,7 +56,7 @@ async def llm_bot(user: ApiUser, base_url: str, **config: Any) -> dict[str, Any]
         engine_config={
             "base_url": base_url,
             "model": "fake-model",
-            "timeout_seconds": 0.5,
+            "timeout_seconds": 1.5,  # ample on a busy CI machine, well short of 4 s pauses
             **config,
         },
     )
