@@ -157,6 +157,18 @@ def problem_for(error: Exception) -> JSONResponse:
     )
 
 
+def problem_body(error: Exception) -> dict[str, Any]:
+    """The problem object for `error`, for answers already under way (an SSE `error` event)."""
+    body: dict[str, Any] = json.loads(bytes(problem_for(error).body))
+    return body
+
+
+def openai_error_for(error: Exception) -> dict[str, Any]:
+    """The same, in OpenAI's envelope (an error chunk of a `/v1` stream)."""
+    body: dict[str, Any] = json.loads(bytes(openai_response(problem_for(error)).body))
+    return body
+
+
 def _validation_problem(error: RequestValidationError) -> JSONResponse:
     issues = error.errors()
     if any(issue.get("type") == "json_invalid" for issue in issues):

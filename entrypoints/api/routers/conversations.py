@@ -21,7 +21,7 @@ from application.conversations import (
 from application.errors import ApplicationError, UpstreamFailed
 from domain.conversations import MAX_MESSAGE_LENGTH, MAX_TITLE_LENGTH, ConversationStatus, Rating
 from entrypoints.api.dependencies import Conversations, CurrentActor
-from entrypoints.api.errors import kind_of, problem_responses
+from entrypoints.api.errors import problem_body, problem_responses
 from entrypoints.api.schemas import Out, PageOut, StrictIn
 from entrypoints.api.streaming import completed_even_if_abandoned
 
@@ -284,16 +284,7 @@ async def _sse_stream(events: AsyncIterator[ExchangeEvent]) -> AsyncIterator[byt
                     yield _sse("delta", {"content": reply.content})
                 yield _sse("done", reply.model_dump(mode="json"))
     except ApplicationError as error:
-        kind = kind_of(error)
-        yield _sse(
-            "error",
-            {
-                "type": f"/problems/{kind.slug}" if kind else "about:blank",
-                "title": kind.title if kind else "Upstream model failed",
-                "status": kind.status if kind else 502,
-                "detail": error.detail,
-            },
-        )
+        yield _sse("error", problem_body(error))
 
 
 async def _collect(events: AsyncIterator[ExchangeEvent]) -> ExchangeOut:

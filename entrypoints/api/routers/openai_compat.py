@@ -25,7 +25,7 @@ from application.errors import ApplicationError, NotFound, UpstreamFailed
 from domain.conversations import MAX_MESSAGE_LENGTH, MessageRole
 from domain.errors import InvalidValue
 from entrypoints.api.dependencies import Conversations, CurrentActor
-from entrypoints.api.errors import kind_of, openai_error_body
+from entrypoints.api.errors import openai_error_for
 from entrypoints.api.streaming import completed_even_if_abandoned
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -242,7 +242,5 @@ async def _chunks(
             elif isinstance(event, UserMessageStored):  # pragma: no cover - consumed earlier
                 continue
     except ApplicationError as error:
-        kind = kind_of(error)
-        body = openai_error_body(kind.status if kind else 502, error.detail)
-        yield f"data: {json.dumps(body)}\n\n".encode()
+        yield f"data: {json.dumps(openai_error_for(error))}\n\n".encode()
     yield b"data: [DONE]\n\n"
