@@ -56,11 +56,16 @@ def failing() -> FailingEngine:
 
 
 @pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+@pytest.fixture
 def services(
-    db: InMemoryDatabase, failing: FailingEngine
+    db: InMemoryDatabase, failing: FailingEngine, clock: FixedClock
 ) -> tuple[BotService, ConversationService]:
     uow_factory = partial(InMemoryUnitOfWork, db)
-    clock, ids = FixedClock(), RandomIdGenerator()
+    ids = RandomIdGenerator()
     knowledge = KnowledgeEngine(partial(load_knowledge, uow_factory))
     bots = BotService(
         uow_factory=uow_factory, engine_rules=EngineConfigValidator(), clock=clock, ids=ids
@@ -83,9 +88,25 @@ async def _user(db: InMemoryDatabase) -> UserActor:
 
 
 async def _exchange(
-    conversations: ConversationService, actor: UserActor, conversation_id: uuid.UUID, text: str
+    conversations: ConversationService,
+    actor: UserActor,
+    conversation_id: uuid.UUID,
+    text: str,
+    key: str | None = None,
 ) -> list[object]:
-    return [e async for e in conversations.post_message(actor, conversation_id, text)]
+    events = conversations.post_message(actor, conversation_id, text, idempotency_key=key)
+    return [e async for e in events]
+
+
+async def _shop_conversation(
+    db: InMemoryDatabase, services: tuple[BotService, ConversationService]
+) -> tuple[UserActor, uuid.UUID, uuid.UUID]:
+    """A member, their knowledge bot "Shop", and a conversation with it."""
+    bots, conversations = services
+    owner = await _user(db)
+    bot = await bots.create_bot(owner, BotSettings(name="Shop"))
+    conversation = await conversations.start_conversation(owner, bot.id)
+    return owner, bot.id, conversation.id
 
 
 async def test_exchange_events_and_flat_history(
@@ -154,72 +175,54 @@ async def test_a_failing_engine_keeps_the_user_message(
     page = await conversations.list_messages(owner, conversation.id)
     assert [m.content for m in page.items] == ["hi"]
     with pytest.raises(UpstreamFailed):  # the retry replays the failure, storing nothing new
-        await _exchange_with_key(conversations, owner, conversation.id)
+        await _exchange(conversations, owner, conversation.id, "hi", key="k")
     assert len((await conversations.list_messages(owner, conversation.id)).items) == 1
     with pytest.raises(UpstreamFailed):  # without the key it is a new message
         await _exchange(conversations, owner, conversation.id, "hi")
     assert len((await conversations.list_messages(owner, conversation.id)).items) == 2
 
 
-async def _exchange_with_key(
-    conversations: ConversationService, actor: UserActor, conversation_id: uuid.UUID
-) -> None:
-    async for _ in conversations.post_message(actor, conversation_id, "hi", idempotency_key="k"):
-        pass
-
-
 async def test_closed_and_archived(
     db: InMemoryDatabase, services: tuple[BotService, ConversationService]
 ) -> None:
     bots, conversations = services
-    owner = await _user(db)
-    bot = await bots.create_bot(owner, BotSettings(name="Shop"))
-    conversation = await conversations.start_conversation(owner, bot.id)
-    await conversations.close_conversation(owner, conversation.id)
+    owner, bot_id, conversation_id = await _shop_conversation(db, services)
+    await conversations.close_conversation(owner, conversation_id)
     with pytest.raises(ConversationClosed):
-        await _exchange(conversations, owner, conversation.id, "hi")
-    await bots.archive_bot(owner, bot.id)
+        await _exchange(conversations, owner, conversation_id, "hi")
+    await bots.archive_bot(owner, bot_id)
     with pytest.raises(BotNotAcceptingMessages):
-        await conversations.start_conversation(owner, bot.id)
+        await conversations.start_conversation(owner, bot_id)
 
 
 async def test_concurrent_posts_stay_gap_free(
     db: InMemoryDatabase, services: tuple[BotService, ConversationService]
 ) -> None:
-    bots, conversations = services
-    owner = await _user(db)
-    bot = await bots.create_bot(owner, BotSettings(name="Shop"))
-    conversation = await conversations.start_conversation(owner, bot.id)
+    _, conversations = services
+    owner, _, conversation_id = await _shop_conversation(db, services)
     await asyncio.gather(
-        *(_exchange(conversations, owner, conversation.id, f"m{i}") for i in range(20))
+        *(_exchange(conversations, owner, conversation_id, f"m{i}") for i in range(20))
     )
-    page = await conversations.list_messages(owner, conversation.id, limit=100)
+    page = await conversations.list_messages(owner, conversation_id, limit=100)
     assert [m.seq for m in page.items] == list(range(1, 41))
 
 
 async def test_idempotency_key_reused_for_other_content(
     db: InMemoryDatabase, services: tuple[BotService, ConversationService]
 ) -> None:
-    bots, conversations = services
-    owner = await _user(db)
-    bot = await bots.create_bot(owner, BotSettings(name="Shop"))
-    conversation = await conversations.start_conversation(owner, bot.id)
-    async for _ in conversations.post_message(owner, conversation.id, "a", idempotency_key="k"):
-        pass
+    _, conversations = services
+    owner, _, conversation_id = await _shop_conversation(db, services)
+    await _exchange(conversations, owner, conversation_id, "a", key="k")
     with pytest.raises(Conflict):
-        async for _ in conversations.post_message(owner, conversation.id, "b", idempotency_key="k"):
-            pass
+        await _exchange(conversations, owner, conversation_id, "b", key="k")
 
 
 async def test_expired_idempotency_keys_are_purged(
-    db: InMemoryDatabase, services: tuple[BotService, ConversationService]
+    db: InMemoryDatabase, services: tuple[BotService, ConversationService], clock: FixedClock
 ) -> None:
-    bots, conversations = services
-    owner = await _user(db)
-    bot = await bots.create_bot(owner, BotSettings(name="Shop"))
-    conversation = await conversations.start_conversation(owner, bot.id)
-    async for _ in conversations.post_message(owner, conversation.id, "a", idempotency_key="k"):
-        pass
+    _, conversations = services
+    owner, _, conversation_id = await _shop_conversation(db, services)
+    await _exchange(conversations, owner, conversation_id, "a", key="k")
     assert await conversations.purge_expired_idempotency_keys() == 0
-    conversations._clock.advance(hours=25)  # type: ignore[attr-defined]
+    clock.advance(hours=25)
     assert await conversations.purge_expired_idempotency_keys() == 1
