@@ -42,6 +42,7 @@ from application.ports import (
 )
 from domain.bots import Bot, BotStatus, EngineKind
 from domain.conversations import (
+    MAX_MESSAGE_LENGTH,
     Conversation,
     ConversationStatus,
     Feedback,
@@ -441,6 +442,10 @@ class ConversationService:
         """
         if not turns or turns[-1][0] is not MessageRole.USER or not turns[-1][1].strip():
             raise InvalidValue("messages", "the last message must be a non-empty user message")
+        if len(turns[-1][1]) > MAX_MESSAGE_LENGTH:  # refused before a conversation is opened
+            raise InvalidValue(
+                "messages", f"the last message exceeds {MAX_MESSAGE_LENGTH} characters"
+            )
         if conversation_id is None:
             conversation = await self.start_conversation(
                 actor,

@@ -25,7 +25,8 @@ from application.conversations import (
 from application.errors import Conflict, UpstreamFailed
 from application.ports import ReplyChunk, ReplyEvent, ReplyRequest
 from domain.bots import EngineKind, KnowledgeDraft
-from domain.errors import BotNotAcceptingMessages, ConversationClosed
+from domain.conversations import MessageRole
+from domain.errors import BotNotAcceptingMessages, ConversationClosed, InvalidValue
 from domain.users import Role
 from tests.factories import UserFactory
 from tests.fakes import FixedClock
@@ -226,3 +227,18 @@ async def test_expired_idempotency_keys_are_purged(
     assert await conversations.purge_expired_idempotency_keys() == 0
     clock.advance(hours=25)
     assert await conversations.purge_expired_idempotency_keys() == 1
+
+
+async def test_chat_completions_refuse_bad_last_messages_before_opening_a_conversation(
+    db: InMemoryDatabase, services: tuple[BotService, ConversationService]
+) -> None:
+    _, conversations = services
+    owner, bot_id, _ = await _shop_conversation(db, services)
+    for turns in (
+        [(MessageRole.USER, "x" * 8001)],
+        [(MessageRole.ASSISTANT, "hello")],
+        [(MessageRole.USER, "   ")],
+    ):
+        with pytest.raises(InvalidValue):
+            await conversations.complete_chat(owner, bot_id, turns)
+    assert len((await conversations.list_conversations(owner)).items) == 1

@@ -22,8 +22,7 @@ from application.conversations import (
     UserMessageStored,
 )
 from application.errors import ApplicationError, NotFound, UpstreamFailed
-from domain.conversations import MAX_MESSAGE_LENGTH, MessageRole
-from domain.errors import InvalidValue
+from domain.conversations import MessageRole
 from entrypoints.api.dependencies import Conversations, CurrentActor
 from entrypoints.api.errors import openai_error_for
 from entrypoints.api.streaming import completed_even_if_abandoned
@@ -171,8 +170,6 @@ async def chat_completions(
     except ValueError as error:
         raise NotFound(f"The model '{body.model[:100]}' does not exist.") from error
     turns = _turns(body.messages)
-    if turns and len(turns[-1][1]) > MAX_MESSAGE_LENGTH:
-        raise InvalidValue("messages", f"the last message exceeds {MAX_MESSAGE_LENGTH} characters")
     conversation_id, events = await conversations.complete_chat(
         actor,
         bot_id,
