@@ -20,10 +20,10 @@ from adapters.engines.knowledge import KnowledgeEngine
 from adapters.engines.openai_compatible import OpenAICompatibleEngine, build_http_client
 from adapters.memory import InMemoryDatabase, InMemoryUnitOfWork
 from adapters.memory.readiness import InMemorySchemaInspector
-from adapters.sqlalchemy.database import create_engine, create_session_factory
+from adapters.sqlalchemy.database import create_engine
 from adapters.sqlalchemy.mappers import start_mappers
 from adapters.sqlalchemy.readiness import SqlAlchemySchemaInspector
-from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork
+from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from adapters.system import RandomIdGenerator, SystemClock
 from adapters.throttling import InMemoryAttemptCounter, RedisAttemptCounter, redis_client
 from application.bots import BotService, load_knowledge
@@ -62,13 +62,11 @@ class Container(containers.DeclarativeContainer):
         pool_size=settings.provided.db_pool_size,
         max_overflow=settings.provided.db_max_overflow,
     )
-    session_factory = providers.Singleton(create_session_factory, engine)
-    reader_factory = providers.Singleton(create_session_factory, engine, read_only=True)
     memory_database = providers.Singleton(InMemoryDatabase)
 
     uow_factory = providers.Selector(
         storage,
-        sql=providers.Singleton(partial, SqlAlchemyUnitOfWork, session_factory, reader_factory),
+        sql=providers.Singleton(SqlAlchemyUnitOfWorkFactory, engine),
         memory=providers.Singleton(partial, InMemoryUnitOfWork, memory_database),
     )
     schema_inspector = providers.Selector(

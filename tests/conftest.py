@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.memory import InMemoryDatabase, InMemoryUnitOfWork
-from adapters.sqlalchemy.database import create_engine, create_session_factory
+from adapters.sqlalchemy.database import create_engine
 from adapters.sqlalchemy.mappers import start_mappers
-from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork
+from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from application.ports import UnitOfWorkFactory
 from tests.databases import (
     IN_CI,
@@ -83,11 +83,7 @@ async def uow_factory(request: pytest.FixtureRequest) -> UnitOfWorkFactory:
     if request.param == "memory":
         return partial(InMemoryUnitOfWork, InMemoryDatabase())
     engine = await clean_engine(request.getfixturevalue(f"{request.param}_url"))
-    return partial(
-        SqlAlchemyUnitOfWork,
-        create_session_factory(engine),
-        create_session_factory(engine, read_only=True),
-    )
+    return SqlAlchemyUnitOfWorkFactory(engine)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -9,8 +9,6 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
     create_async_engine,
 )
 
@@ -66,13 +64,3 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # writes later fails with SQLITE_BUSY_SNAPSHOT under concurrency instead of waiting,
         # so this is what makes concurrent appends to one conversation queue up safely.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def create_session_factory(
-    engine: AsyncEngine, *, read_only: bool = False
-) -> async_sessionmaker[AsyncSession]:
-    """Sessions for units of work. `read_only` ones use autocommit connections from the same
-    pool (no BEGIN/ROLLBACK round trips, no write lock)."""
-    if read_only:
-        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from adapters.sqlalchemy import tables
+from adapters.sqlalchemy.driver_reads import DriverReads
 from application.pagination import Keyset
 from application.ports import (
     BotFilter,
@@ -26,14 +27,28 @@ from domain.users import RefreshToken, Role, User
 LATENCY_SAMPLE = 10_000
 
 
-class SqlAlchemyUserRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+class _Repository:
+    """Repositories reach the session through their unit of work, which opens it on first use:
+    a read-only unit of work whose reads all go through `reads` never builds one."""
 
+    def __init__(
+        self, session: Callable[[], AsyncSession], reads: DriverReads | None = None
+    ) -> None:
+        self._open_session = session
+        self._reads = reads
+
+    @property
+    def _session(self) -> AsyncSession:
+        return self._open_session()
+
+
+class SqlAlchemyUserRepository(_Repository):
     async def add(self, user: User) -> None:
         self._session.add(user)
 
     async def get(self, user_id: UUID) -> User | None:
+        if self._reads is not None:
+            return await self._reads.user(user_id)
         return await self._session.get(User, user_id)
 
     async def get_by_email(self, email: str) -> User | None:
@@ -53,10 +68,7 @@ class SqlAlchemyUserRepository:
         return int((await self._session.execute(query)).scalar_one())
 
 
-class SqlAlchemyRefreshTokenRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
+class SqlAlchemyRefreshTokenRepository(_Repository):
     async def add(self, token: RefreshToken) -> None:
         self._session.add(token)
 
@@ -93,14 +105,13 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-class SqlAlchemyBotRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
+class SqlAlchemyBotRepository(_Repository):
     async def add(self, bot: Bot) -> None:
         self._session.add(bot)
 
     async def get(self, bot_id: UUID) -> Bot | None:
+        if self._reads is not None:
+            return await self._reads.bot(bot_id)
         return await self._session.get(Bot, bot_id)
 
     async def delete(self, bot: Bot) -> None:
@@ -146,10 +157,7 @@ class SqlAlchemyBotRepository:
         return list((await self._session.scalars(query.limit(limit))).all())
 
 
-class SqlAlchemyKnowledgeRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
+class SqlAlchemyKnowledgeRepository(_Repository):
     async def add(self, entry: KnowledgeEntry) -> None:
         self._session.add(entry)
 
@@ -189,10 +197,7 @@ class SqlAlchemyKnowledgeRepository:
         return list((await self._session.scalars(query)).all())
 
 
-class SqlAlchemyApiKeyRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
+class SqlAlchemyApiKeyRepository(_Repository):
     async def add(self, key: BotApiKey) -> None:
         self._session.add(key)
 
@@ -213,14 +218,13 @@ class SqlAlchemyApiKeyRepository:
         await self._session.delete(key)
 
 
-class SqlAlchemyConversationRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
+class SqlAlchemyConversationRepository(_Repository):
     async def add(self, conversation: Conversation) -> None:
         self._session.add(conversation)
 
     async def get(self, conversation_id: UUID) -> Conversation | None:
+        if self._reads is not None:
+            return await self._reads.conversation(conversation_id)
         return await self._session.get(Conversation, conversation_id)
 
     async def get_for_update(self, conversation_id: UUID) -> Conversation | None:
@@ -262,10 +266,7 @@ class SqlAlchemyConversationRepository:
         return list((await self._session.scalars(query)).all())
 
 
-class SqlAlchemyMessageRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
+class SqlAlchemyMessageRepository(_Repository):
     async def add(self, message: Message) -> None:
         self._session.add(message)
 
@@ -275,6 +276,8 @@ class SqlAlchemyMessageRepository:
     async def list_page(
         self, conversation_id: UUID, *, after_seq: int, limit: int
     ) -> list[Message]:
+        if self._reads is not None:
+            return await self._reads.message_page(conversation_id, after_seq=after_seq, limit=limit)
         c = tables.messages.c
         query = (
             sa.select(Message)
@@ -295,10 +298,7 @@ class SqlAlchemyMessageRepository:
         return list(reversed((await self._session.scalars(query)).all()))
 
 
-class SqlAlchemyFeedbackRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
+class SqlAlchemyFeedbackRepository(_Repository):
     async def add(self, feedback: Feedback) -> None:
         self._session.add(feedback)
 
@@ -306,10 +306,7 @@ class SqlAlchemyFeedbackRepository:
         return await self._session.get(Feedback, message_id)
 
 
-class SqlAlchemyIdempotencyRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
+class SqlAlchemyIdempotencyRepository(_Repository):
     async def get(self, principal: str, key: str) -> IdempotencyRecord | None:
         return await self._session.get(IdempotencyRecord, (principal, key))
 
@@ -324,10 +321,7 @@ class SqlAlchemyIdempotencyRepository:
         return int(getattr(result, "rowcount", 0) or 0)
 
 
-class SqlAlchemyStatsReader:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
+class SqlAlchemyStatsReader(_Repository):
     async def bot_stats(self, bot_id: UUID) -> BotStats:
         conv, msg, fb = tables.conversations.c, tables.messages.c, tables.feedback.c
         in_bot = sa.select(conv.id).where(conv.bot_id == bot_id).scalar_subquery()

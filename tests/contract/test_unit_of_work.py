@@ -7,6 +7,7 @@ as tests on the real databases.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import timedelta
 
@@ -457,3 +458,43 @@ async def test_read_only_units_of_work_read_and_refuse_to_commit(
         assert loaded.email == user.email
         with pytest.raises(RuntimeError):
             await uow.commit()
+
+
+async def test_read_only_reads_return_what_was_stored_field_for_field(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    """Read-only units of work may read by other means (SQLAlchemy: on the driver's own
+    connection): the entities must be the ones a writing unit of work loads, types included."""
+    owner, bot = await _owner_and_bot(
+        uow_factory, engine_config={"top_k": 3, "threshold": 0.5}, status=BotStatus.PUBLISHED
+    )
+    conversation, _ = await _conversation_with_messages(uow_factory, bot.id, owner.id, 5)
+    async with uow_factory() as uow:
+        written = (
+            await uow.users.get(owner.id),
+            await uow.bots.get(bot.id),
+            await uow.conversations.get(conversation.id),
+            *await uow.messages.list_page(conversation.id, after_seq=1, limit=3),
+        )
+    async with uow_factory(read_only=True) as uow:
+        read = (
+            await uow.users.get(owner.id),
+            await uow.bots.get(bot.id),
+            await uow.conversations.get(conversation.id),
+            *await uow.messages.list_page(conversation.id, after_seq=1, limit=3),
+        )
+        assert await uow.users.get(uuid.uuid4()) is None
+        assert await uow.bots.get(uuid.uuid4()) is None
+        assert await uow.conversations.get(uuid.uuid4()) is None
+        assert await uow.messages.list_page(uuid.uuid4(), after_seq=0, limit=3) == []
+    assert [type(entity) for entity in read] == [type(entity) for entity in written]
+    for stored, loaded in zip(written, read, strict=True):
+        expected, actual = dataclasses.asdict(stored), dataclasses.asdict(loaded)
+        assert actual == expected
+        # StrEnum members equal their strings, and naive datetimes compare unequal only to
+        # aware ones: check the types themselves.
+        assert {k: type(v) for k, v in actual.items()} == {k: type(v) for k, v in expected.items()}
+    assert [message.seq for message in read[3:]] == [2, 3, 4]
+    assert read[3].metadata == {"latency_ms": 10, "fallback": False}
+    assert read[1].engine_config == {"top_k": 3, "threshold": 0.5}
+    assert read[0].created_at.tzinfo is not None

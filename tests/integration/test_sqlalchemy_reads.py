@@ -1,0 +1,66 @@
+"""How the SQLAlchemy unit of work reads: hot reads on the driver's connection, one pooled
+connection per read-only unit of work, and the plain Core path for other drivers."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.sqlalchemy import driver_reads
+from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork, SqlAlchemyUnitOfWorkFactory
+from application.ports import BotFilter
+from tests.factories import BotFactory, UserFactory
+
+pytestmark = pytest.mark.integration
+
+
+def _checked_out(engine: AsyncEngine) -> int:
+    return engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined,no-any-return]
+
+
+async def _stored_bot(factory: SqlAlchemyUnitOfWorkFactory) -> tuple:  # type: ignore[type-arg]
+    owner = UserFactory()
+    bot = BotFactory(owner_id=owner.id)
+    async with factory() as uow:
+        await uow.users.add(owner)
+        await uow.bots.add(bot)
+        await uow.commit()
+    return owner, bot
+
+
+async def test_hot_reads_open_no_session_and_hold_one_connection(sql_engine: AsyncEngine) -> None:
+    factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
+    owner, bot = await _stored_bot(factory)
+    before = _checked_out(sql_engine)
+    async with factory(read_only=True) as uow:
+        assert isinstance(uow, SqlAlchemyUnitOfWork)
+        assert await uow.users.get(owner.id) is not None
+        assert await uow.bots.get(bot.id) is not None
+        assert uow._session is None  # the ORM was never needed
+        assert _checked_out(sql_engine) == before + 1
+        # A read without a compiled form opens the session on the same connection.
+        page = await uow.bots.list_page(BotFilter(owner_id=owner.id), after=None, limit=5)
+        assert [b.id for b in page] == [bot.id]
+        assert uow._session is not None
+        assert _checked_out(sql_engine) == before + 1
+    assert _checked_out(sql_engine) == before
+
+
+async def test_drivers_without_a_fast_path_read_through_core(
+    sql_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(driver_reads, "DRIVER_FETCHERS", {})
+    factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
+    owner, bot = await _stored_bot(factory)
+    async with factory(read_only=True) as uow:
+        loaded = await uow.bots.get(bot.id)
+        user = await uow.users.get(owner.id)
+    assert loaded is not None
+    assert user is not None
+    assert (loaded.status, loaded.engine, loaded.engine_config) == (
+        bot.status,
+        bot.engine,
+        bot.engine_config,
+    )
+    assert type(loaded.status) is type(bot.status)
+    assert user.email == owner.email
