@@ -7,6 +7,7 @@ HS256 only, pinned on decode; every claim is essential; the header carries `typ:
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from joserfc import jwt
@@ -21,6 +22,10 @@ ALGORITHM = "HS256"
 TOKEN_TYPE = "at+jwt"
 # Clocks of several workers drift a little; a few seconds of leeway keeps fresh tokens valid.
 LEEWAY_SECONDS = 5
+# A client sends the same token with every request until it expires. Checking its signature and
+# fixed claims once, and only its times on each later use, saved ~10% of the CPU of an
+# authenticated read (bench/). Keyed by the whole token, so a changed byte is a new entry.
+VERIFIED_TOKENS_KEPT = 4096
 
 
 class JwtAccessTokenIssuer:
@@ -29,6 +34,7 @@ class JwtAccessTokenIssuer:
         self._issuer = issuer
         self._audience = audience
         self._ttl = ttl_seconds
+        self._verified: dict[str, _VerifiedToken] = {}
 
     def issue(self, user: User, now: datetime) -> tuple[str, int]:
         issued_at = int(now.timestamp())
@@ -47,6 +53,16 @@ class JwtAccessTokenIssuer:
 
     def verify(self, token: str, now: datetime) -> AccessClaims:
         timestamp = int(now.timestamp())
+        verified = self._verified.get(token)
+        if verified is None:
+            verified = self._decode(token, timestamp)
+            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+                self._verified.pop(next(iter(self._verified)), None)  # the oldest
+            self._verified[token] = verified
+        verified.check_times(timestamp)
+        return verified.claims
+
+    def _decode(self, token: str, timestamp: int) -> _VerifiedToken:
         try:
             decoded = jwt.decode(token, self._key, algorithms=[ALGORITHM])
             if decoded.header.get("typ") != TOKEN_TYPE:
@@ -65,15 +81,36 @@ class JwtAccessTokenIssuer:
             )
             registry.validate(decoded.claims)
             claims = decoded.claims
-            if int(claims["iat"]) > timestamp + LEEWAY_SECONDS:
-                raise AuthenticationFailed("the token was issued in the future")
-            return AccessClaims(
-                user_id=uuid.UUID(str(claims["sub"])),
-                role=str(claims["role"]),
-                token_id=str(claims["jti"]),
-                expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+            return _VerifiedToken(
+                claims=AccessClaims(
+                    user_id=uuid.UUID(str(claims["sub"])),
+                    role=str(claims["role"]),
+                    token_id=str(claims["jti"]),
+                    expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+                ),
+                not_before=int(claims["nbf"]),
+                issued_at=int(claims["iat"]),
+                expires=int(claims["exp"]),
             )
         except AuthenticationFailed:
             raise
         except (JoseError, ValueError, TypeError, KeyError) as error:
             raise AuthenticationFailed("the access token is invalid or expired") from error
+
+
+@dataclass(frozen=True, slots=True)
+class _VerifiedToken:
+    """A token whose signature and fixed claims passed; only the clock can still reject it."""
+
+    claims: AccessClaims
+    not_before: int
+    issued_at: int
+    expires: int
+
+    def check_times(self, timestamp: int) -> None:
+        if self.expires < timestamp - LEEWAY_SECONDS:
+            raise AuthenticationFailed("the access token is invalid or expired")
+        if self.not_before > timestamp + LEEWAY_SECONDS:
+            raise AuthenticationFailed("the access token is not valid yet")
+        if self.issued_at > timestamp + LEEWAY_SECONDS:
+            raise AuthenticationFailed("the token was issued in the future")
