@@ -21,7 +21,6 @@ from adapters.engines.openai_compatible import OpenAICompatibleEngine, build_htt
 from adapters.memory import InMemoryDatabase, InMemoryUnitOfWork
 from adapters.memory.readiness import InMemorySchemaInspector
 from adapters.sqlalchemy.database import create_engine
-from adapters.sqlalchemy.mappers import start_mappers
 from adapters.sqlalchemy.readiness import SqlAlchemySchemaInspector
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from adapters.system import RandomIdGenerator, SystemClock
@@ -119,10 +118,7 @@ class Container(containers.DeclarativeContainer):
 
 
 def build_container(settings: Settings | None = None) -> Container:
-    settings = settings or Settings()
-    if not settings.uses_memory:
-        start_mappers()
-    return Container(settings=settings)
+    return Container(settings=settings or Settings())
 
 
 async def shutdown(container: Container) -> None:

@@ -14,13 +14,14 @@ take the plain Core path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import instrumentation
 
 from adapters.sqlalchemy import tables
 from domain.bots import Bot
@@ -68,7 +69,8 @@ class CompiledRead(Generic[Entity]):
         ]
         # Column keys are the entities' field names (mappers.py maps every column as itself).
         self._keys = [column.key for column in columns if column.key is not None]
-        self._entity = entity
+        # Built the way the ORM loads rows: without running __init__, state set directly.
+        self._new_entity = instrumentation.manager_of_class(entity).new_instance
         self._fetch = DRIVER_FETCHERS.get(dialect.driver)
 
     async def all(
@@ -93,16 +95,17 @@ class CompiledRead(Generic[Entity]):
         return found[0] if found else None
 
     def _build(self, row: Row, *, processed: bool) -> Entity:
+        entity: Entity = self._new_entity()
         if processed:
-            values: Mapping[str, Any] = dict(zip(self._keys, row, strict=True))
+            vars(entity).update(zip(self._keys, row, strict=True))
         else:
-            values = {
-                key: value if process is None else process(value)
+            vars(entity).update(
+                (key, value if process is None else process(value))
                 for key, value, process in zip(
                     self._keys, row, self._result_processors, strict=True
                 )
-            }
-        return self._entity(**values)
+            )
+        return entity
 
 
 def _by_id(table: sa.Table) -> sa.Select[Any]:

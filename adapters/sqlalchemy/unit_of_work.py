@@ -11,6 +11,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from adapters.sqlalchemy import repositories as repos
 from adapters.sqlalchemy.driver_reads import CompiledReads, DriverReads
+from adapters.sqlalchemy.mappers import start_mappers
 from application.errors import ConcurrentUpdate, DuplicateKey
 
 
@@ -18,6 +19,7 @@ class SqlAlchemyUnitOfWorkFactory:
     """Makes units of work over one engine; what they share is built here, once."""
 
     def __init__(self, engine: AsyncEngine) -> None:
+        start_mappers()
         self.sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
         # Read-only units of work use autocommit connections from the same pool: no
         # BEGIN/ROLLBACK round trips on PostgreSQL, no write lock on SQLite.
