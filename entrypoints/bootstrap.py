@@ -8,6 +8,7 @@ Used by the HTTP API, the CLI and in-process callers alike:
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from functools import partial
 
@@ -17,7 +18,6 @@ from adapters.auth.jwt_tokens import JwtAccessTokenIssuer
 from adapters.auth.passwords import Argon2PasswordHasher
 from adapters.engines.config import EngineConfigValidator
 from adapters.engines.knowledge import KnowledgeEngine
-from adapters.engines.openai_compatible import OpenAICompatibleEngine, build_http_client
 from adapters.memory import InMemoryDatabase, InMemoryUnitOfWork
 from adapters.memory.readiness import InMemorySchemaInspector
 from adapters.sqlalchemy.database import create_engine
@@ -28,6 +28,7 @@ from adapters.throttling import InMemoryAttemptCounter, RedisAttemptCounter, red
 from application.bots import BotService, load_knowledge
 from application.conversations import ConversationService
 from application.identity import IdentityPolicy, IdentityService
+from application.ports import ReplyEngine, ReplyEvent, ReplyRequest
 from domain.bots import EngineKind
 from entrypoints.settings import Settings
 
@@ -38,6 +39,34 @@ def _storage_kind(settings: Settings) -> str:
 
 def _counter_kind(settings: Settings) -> str:
     return "redis" if settings.redis_url else "memory"
+
+
+class OpenAIEngineOnDemand:
+    """The `openai` engine, built when a bot first answers through an upstream: a worker whose
+    bots all answer from knowledge never loads httpx and its client (~6 MB of its memory)."""
+
+    def __init__(self, knowledge: KnowledgeEngine) -> None:
+        self._knowledge = knowledge
+        self._engine: ReplyEngine | None = None
+        self._close: Callable[[], Awaitable[None]] | None = None
+
+    def reply(self, request: ReplyRequest) -> AsyncIterator[ReplyEvent]:
+        if self._engine is None:
+            from adapters.engines.openai_compatible import (
+                OpenAICompatibleEngine,
+                build_http_client,
+            )
+
+            client = build_http_client()
+            self._engine, self._close = (
+                OpenAICompatibleEngine(client, self._knowledge),
+                client.aclose,
+            )
+        return self._engine.reply(request)
+
+    async def aclose(self) -> None:
+        if self._close is not None:
+            await self._close()
 
 
 def _identity_policy(settings: Settings) -> IdentityPolicy:
@@ -104,8 +133,7 @@ class Container(containers.DeclarativeContainer):
     knowledge_engine = providers.Singleton(
         KnowledgeEngine, load_entries=providers.Callable(partial, load_knowledge, uow_factory)
     )
-    http_client = providers.Singleton(build_http_client)
-    openai_engine = providers.Singleton(OpenAICompatibleEngine, http_client, knowledge_engine)
+    openai_engine = providers.Singleton(OpenAIEngineOnDemand, knowledge_engine)
     engines = providers.Dict(
         {EngineKind.KNOWLEDGE: knowledge_engine, EngineKind.OPENAI: openai_engine}
     )
@@ -128,4 +156,4 @@ async def shutdown(container: Container) -> None:
     if container.settings().redis_url:
         await container.redis().aclose()
     container.password_hasher().close()
-    await container.http_client().aclose()
+    await container.openai_engine().aclose()

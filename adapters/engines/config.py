@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from adapters.engines.knowledge import validate_knowledge_config
-from adapters.engines.openai_compatible import validate_openai_config
+from adapters.engines.openai_config import validate_openai_config
 from domain.bots import EngineKind
 from domain.errors import InvalidValue
 
