@@ -358,7 +358,12 @@ class ConversationService:
             if bot is None:
                 raise NotFound("No such conversation.")
             bot.ensure_accepts_messages()
-            history = await uow.messages.recent(conversation.id, HISTORY_WINDOW)
+            engine = self._engines[bot.engine]
+            history = (
+                await uow.messages.recent(conversation.id, HISTORY_WINDOW)
+                if engine.reads_history
+                else []
+            )
             user_message = conversation.append(
                 message_id=self._ids.new_id(),
                 role=MessageRole.USER,
@@ -381,7 +386,6 @@ class ConversationService:
         if prior_turns:  # context the caller holds (the OpenAI surface), not stored here
             history = [*self._transient(conversation.id, prior_turns), *history]
             history = history[-HISTORY_WINDOW:]
-        engine = self._engines[bot.engine]
         started = self._monotonic()
         pieces: list[str] = []
         metadata: dict[str, Any] = {}

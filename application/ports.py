@@ -332,6 +332,12 @@ class KnowledgeRetriever(Protocol):
 
 
 class ReplyEngine(Protocol):
+    @property
+    def reads_history(self) -> bool:
+        """Whether `reply` looks at `ReplyRequest.history`. When it does not, the service does
+        not read the history for it (a knowledge reply answers the new message alone)."""
+        ...
+
     def reply(self, request: ReplyRequest) -> AsyncIterator[ReplyEvent]:
         """Streams the reply; ends with exactly one `ReplyDone`. Raises `UpstreamFailed`."""
         ...

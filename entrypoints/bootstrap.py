@@ -45,6 +45,8 @@ class OpenAIEngineOnDemand:
     """The `openai` engine, built when a bot first answers through an upstream: a worker whose
     bots all answer from knowledge never loads httpx and its client (~6 MB of its memory)."""
 
+    reads_history = True
+
     def __init__(self, knowledge: KnowledgeEngine) -> None:
         self._knowledge = knowledge
         self._engine: ReplyEngine | None = None

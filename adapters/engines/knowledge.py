@@ -401,6 +401,8 @@ class KnowledgeEngine:
     `knowledge_revision` is newer than the cached index (or the bot fell out of the LRU).
     """
 
+    reads_history = False
+
     def __init__(
         self,
         load_entries: EntriesLoader,

@@ -438,6 +438,8 @@ class OpenAICompatibleEngine:
     keep the user waiting or call back sooner than allowed).
     """
 
+    reads_history = True
+
     def __init__(
         self,
         client: httpx.AsyncClient,

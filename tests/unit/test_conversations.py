@@ -39,6 +39,7 @@ class FailingEngine:
 
     def __init__(self) -> None:
         self.requests: list[ReplyRequest] = []
+        self.reads_history = True
 
     async def reply(self, request: ReplyRequest) -> AsyncIterator[ReplyEvent]:
         self.requests.append(request)
@@ -126,6 +127,27 @@ async def test_exchange_events_and_flat_history(
     assert isinstance(events[-1], ReplyStored)
     assert events[-1].message.content == "9 to 5."
     assert events[-1].message.seq == 3
+
+
+async def test_engines_that_do_not_read_history_are_not_given_it(
+    db: InMemoryDatabase,
+    services: tuple[BotService, ConversationService],
+    failing: FailingEngine,
+) -> None:
+    bots, conversations = services
+    owner, bot_id, conversation_id = await _shop_conversation(db, services)
+    await _exchange(conversations, owner, conversation_id, "first")
+    await bots.update_bot(
+        owner,
+        bot_id,
+        {"engine": EngineKind.OPENAI, "engine_config": {"base_url": "http://x", "model": "m"}},
+    )
+    failing.reads_history = False
+    with pytest.raises(UpstreamFailed):
+        await _exchange(conversations, owner, conversation_id, "second")
+    [request] = failing.requests
+    assert request.history == []
+    assert request.message == "second"
 
 
 async def test_engines_see_a_bounded_window_of_history(
