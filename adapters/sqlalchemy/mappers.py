@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.orm import registry, relationship
+from sqlalchemy.orm import configure_mappers, registry, relationship
 
 from adapters.sqlalchemy import tables
 from application.ports import IdempotencyRecord
@@ -64,4 +64,7 @@ def start_mappers() -> None:
         properties={"_message": _parent(Message), "_conversation": _parent(Conversation)},
     )
     mapper_registry.map_imperatively(IdempotencyRecord, tables.idempotency_keys)
+    # Now, not on the first ORM query: entities built straight from rows (driver_reads.py)
+    # may be read before the ORM has run anything.
+    configure_mappers()
     _started = True

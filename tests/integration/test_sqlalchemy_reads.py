@@ -3,6 +3,9 @@ connection per read-only unit of work, and the plain Core path for other drivers
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -64,3 +67,20 @@ async def test_drivers_without_a_fast_path_read_through_core(
     )
     assert type(loaded.status) is type(bot.status)
     assert user.email == owner.email
+
+
+def test_entities_built_from_rows_are_readable_before_any_orm_query() -> None:
+    script = (
+        "import uuid\n"
+        "from sqlalchemy.orm import instrumentation\n"
+        "from adapters.sqlalchemy.mappers import start_mappers\n"
+        "from domain.users import User\n"
+        "start_mappers()\n"
+        "user = instrumentation.manager_of_class(User).new_instance()\n"
+        "vars(user)['email'] = 'a@example.com'\n"
+        "print(user.email)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.stdout.strip() == "a@example.com", result.stderr
