@@ -363,8 +363,11 @@ async def list_messages(
 ) -> PageOut[MessageOut]:
     """History, oldest first."""
     page = await conversations.list_messages(actor, conversation_id, limit=limit, cursor=cursor)
+    # From each entity's fields as stored (a dataclass sets them all): less than half the cost
+    # of reading 20 x 7 attributes one by one, on the most frequent read of a chat client.
     return PageOut[MessageOut](
-        items=[MessageOut.model_validate(m) for m in page.items], next_cursor=page.next_cursor
+        items=[MessageOut.model_validate(vars(m)) for m in page.items],
+        next_cursor=page.next_cursor,
     )
 
 
