@@ -85,7 +85,13 @@ class CompiledRead(Generic[Entity]):
             value = params[name] if name in params else self._fixed_values[name]
             process = self._bind_processors[name]
             args.append(value if process is None else process(value))
-        rows = await self._fetch(driver_connection, self._sql, args)
+        try:
+            rows = await self._fetch(driver_connection, self._sql, args)
+        except BaseException:
+            # SQLAlchemy did not see this error, and the connection may be broken (a restarted
+            # server, a query cut short by cancellation): its pool must not hand it out again.
+            await connection.invalidate()
+            raise
         return [self._build(row, processed=False) for row in rows]
 
     async def one_or_none(

@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sqlalchemy import driver_reads
+from adapters.sqlalchemy.database import create_engine
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork, SqlAlchemyUnitOfWorkFactory
 from application.ports import BotFilter
+from tests.conftest import clean_engine
 from tests.factories import BotFactory, UserFactory
 
 pytestmark = pytest.mark.integration
@@ -84,3 +86,27 @@ def test_entities_built_from_rows_are_readable_before_any_orm_query() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=False
     )
     assert result.stdout.strip() == "a@example.com", result.stderr
+
+
+@pytest.mark.postgres
+async def test_a_connection_that_broke_under_a_driver_read_is_not_reused(
+    postgresql_url: str,
+) -> None:
+    admin_engine = await clean_engine(postgresql_url)
+    engine = create_engine(postgresql_url, pool_size=1)  # so the next read gets the same one
+    try:
+        factory = SqlAlchemyUnitOfWorkFactory(engine)
+        owner, _ = await _stored_bot(factory)
+        async with factory(read_only=True) as uow:
+            assert isinstance(uow, SqlAlchemyUnitOfWork)
+            assert uow._connection is not None
+            backend = (await uow._connection.exec_driver_sql("SELECT pg_backend_pid()")).scalar()
+        async with admin_engine.connect() as admin:
+            await admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(backend)})")
+        with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the driver raises
+            async with factory(read_only=True) as uow:
+                await uow.users.get(owner.id)
+        async with factory(read_only=True) as uow:
+            assert await uow.users.get(owner.id) is not None
+    finally:
+        await engine.dispose()
