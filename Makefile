@@ -46,8 +46,16 @@ lock: $(VENV)/.dev-installed ## re-pin requirements*.txt from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 -q -o requirements.txt
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -q -o requirements-dev.txt
 
-bench: $(VENV)/.dev-installed services ## benchmarks (bench/), printed and written to bench/results.json
-	$(BIN)/python -m bench
+# The servers under test run from a virtualenv with the runtime requirements only, as deployed.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r requirements.txt
+	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	@touch $@
+
+bench: $(VENV)/.dev-installed $(BENCH_VENV)/.installed services ## benchmarks (bench/), printed and written to bench/results.json
+	BENCH_SERVER_PYTHON=$(BENCH_VENV)/bin/python $(BIN)/python -m bench
 
 # PostgreSQL and Redis run on this machine; start them when they are down.
 services:
@@ -56,4 +64,4 @@ services:
 	@redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /tmp >/dev/null || true
 
 clean: ## remove the virtualenv, caches and the local database
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache chatbots.db chatbots.db-*
+	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .ruff_cache .pytest_cache chatbots.db chatbots.db-*

@@ -26,7 +26,7 @@ from bench.growth import GrowthResult, run_growth
 from bench.measure import Argon2Result, CaseResult, Measurement, measure, probe
 from bench.progress import elapsed, say
 from bench.report import BenchReport
-from bench.servers import REPO_ROOT, can_pin, settle, stop_all, uvicorn_flags
+from bench.servers import REPO_ROOT, can_pin, server_python, settle, stop_all, uvicorn_flags
 from bench.stacks import ApiSetup, ApiStack, FloorStack, RawStack, Stack, StackError
 from bench.wrk import LoadSpec, WrkError, WrkRun, ensure_wrk, wrk_version
 
@@ -82,6 +82,7 @@ def machine_info() -> dict[str, Any]:
         "wrk": wrk_version(),
         "uvicorn": importlib.metadata.version("uvicorn"),
         "uvicorn_flags": uvicorn_flags(),
+        "server_python": server_python(),
         "pinned": "server taskset -c 0, wrk taskset -c 1" if can_pin() else "not pinned",
         "git_commit": commit or None,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -260,5 +260,16 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def server_python() -> str:
+    """The interpreter servers run under: `BENCH_SERVER_PYTHON` (what `make bench` sets: a
+    virtualenv with the runtime requirements only), else this one.
+
+    The test tools in the development virtualenv are not harmless to a measurement: libraries
+    import what they find installed (dependency-injector imports werkzeug, ~2 MB of a worker's
+    memory), and a deployed worker has none of them.
+    """
+    return os.environ.get("BENCH_SERVER_PYTHON") or sys.executable
+
+
 def python_command(*args: str) -> list[str]:
-    return [sys.executable, *args]
+    return [server_python(), *args]

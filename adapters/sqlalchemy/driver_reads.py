@@ -64,11 +64,15 @@ class CompiledRead(Generic[Entity]):
             for name in self._parameter_names
         }
         columns = list(statement.selected_columns)
-        self._result_processors = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
-        ]
         # Column keys are the entities' field names (mappers.py maps every column as itself).
         self._keys = [column.key for column in columns if column.key is not None]
+        # Only the columns whose type converts the driver's value (enums, UTC datetimes, JSON
+        # on SQLite, ...): the others are taken as they come.
+        self._conversions = [
+            (index, key, process)
+            for index, (key, column) in enumerate(zip(self._keys, columns, strict=True))
+            if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))
+        ]
         # Built the way the ORM loads rows: without running __init__, state set directly.
         self._new_entity = instrumentation.manager_of_class(entity).new_instance
         self._fetch = DRIVER_FETCHERS.get(dialect.driver)
@@ -102,15 +106,11 @@ class CompiledRead(Generic[Entity]):
 
     def _build(self, row: Row, *, processed: bool) -> Entity:
         entity: Entity = self._new_entity()
-        if processed:
-            vars(entity).update(zip(self._keys, row, strict=True))
-        else:
-            vars(entity).update(
-                (key, value if process is None else process(value))
-                for key, value, process in zip(
-                    self._keys, row, self._result_processors, strict=True
-                )
-            )
+        fields = vars(entity)
+        fields.update(zip(self._keys, row, strict=True))
+        if not processed:
+            for index, key, process in self._conversions:
+                fields[key] = process(row[index])
         return entity
 
 
