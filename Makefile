@@ -55,7 +55,7 @@ $(BENCH_VENV)/.installed: requirements.txt pyproject.toml
 	@touch $@
 
 bench: $(VENV)/.dev-installed $(BENCH_VENV)/.installed services ## benchmarks (bench/), printed and written to bench/results.json
-	BENCH_SERVER_PYTHON=$(BENCH_VENV)/bin/python $(BIN)/python -m bench
+	BENCH_SERVER_PYTHON=$(abspath $(BENCH_VENV))/bin/python $(BIN)/python -m bench
 
 # PostgreSQL and Redis run on this machine; start them when they are down.
 services:

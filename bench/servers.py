@@ -268,7 +268,9 @@ def server_python() -> str:
     import what they find installed (dependency-injector imports werkzeug, ~2 MB of a worker's
     memory), and a deployed worker has none of them.
     """
-    return os.environ.get("BENCH_SERVER_PYTHON") or sys.executable
+    chosen = os.environ.get("BENCH_SERVER_PYTHON")
+    # Absolute: servers run in a temporary working directory.
+    return os.path.abspath(chosen) if chosen else sys.executable
 
 
 def python_command(*args: str) -> list[str]:
