@@ -129,48 +129,36 @@ async def test_exchange_events_and_flat_history(
     assert events[-1].message.seq == 3
 
 
-async def test_engines_that_do_not_read_history_are_not_given_it(
-    db: InMemoryDatabase,
-    services: tuple[BotService, ConversationService],
-    failing: FailingEngine,
+async def _answer_through_the_failing_engine(
+    bots: BotService, owner: UserActor, bot_id: uuid.UUID
 ) -> None:
-    bots, conversations = services
-    owner, bot_id, conversation_id = await _shop_conversation(db, services)
-    await _exchange(conversations, owner, conversation_id, "first")
+    """Turns the bot into an `openai` one: the `failing` fixture answers for that engine."""
     await bots.update_bot(
         owner,
         bot_id,
         {"engine": EngineKind.OPENAI, "engine_config": {"base_url": "http://x", "model": "m"}},
     )
-    failing.reads_history = False
-    with pytest.raises(UpstreamFailed):
-        await _exchange(conversations, owner, conversation_id, "second")
-    [request] = failing.requests
-    assert request.history == []
-    assert request.message == "second"
 
 
-async def test_engines_see_a_bounded_window_of_history(
+@pytest.mark.parametrize("reads_history", [True, False])
+async def test_engines_that_read_history_see_a_bounded_window_of_it(
     db: InMemoryDatabase,
     services: tuple[BotService, ConversationService],
     failing: FailingEngine,
+    reads_history: bool,
 ) -> None:
     bots, conversations = services
-    owner = await _user(db)
-    bot = await bots.create_bot(owner, BotSettings(name="Shop"))
-    conversation = await conversations.start_conversation(owner, bot.id)
+    owner, bot_id, conversation_id = await _shop_conversation(db, services)
     for i in range(15):
-        await _exchange(conversations, owner, conversation.id, f"m{i}")
-    await bots.update_bot(
-        owner,
-        bot.id,
-        {"engine": EngineKind.OPENAI, "engine_config": {"base_url": "http://x", "model": "m"}},
-    )
+        await _exchange(conversations, owner, conversation_id, f"m{i}")
+    await _answer_through_the_failing_engine(bots, owner, bot_id)
+    failing.reads_history = reads_history
     with pytest.raises(UpstreamFailed):
-        await _exchange(conversations, owner, conversation.id, "last")
+        await _exchange(conversations, owner, conversation_id, "last")
     [request] = failing.requests
-    assert len(request.history) == HISTORY_WINDOW
-    assert request.history[-1].content != "last"  # the new message comes separately
+    assert len(request.history) == (HISTORY_WINDOW if reads_history else 0)
+    if reads_history:
+        assert request.history[-1].content != "last"  # the new message comes separately
     assert request.message == "last"
 
 
