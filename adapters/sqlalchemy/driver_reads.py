@@ -146,9 +146,14 @@ class DriverReads:
         self._driver_connection: Any = None
 
     async def _driver(self) -> Any:
-        # Asked once per unit of work: SQLAlchemy answers through a greenlet hop.
         if self._driver_connection is None:
-            raw = await self._connection.get_raw_connection()
+            sync = self._connection.sync_connection
+            if sync is not None and not sync.invalidated:
+                # A live connection hands over its pooled connection without any I/O, so this
+                # skips the greenlet hop of `get_raw_connection()` (~15 µs a unit of work).
+                raw = sync.connection
+            else:
+                raw = await self._connection.get_raw_connection()
             self._driver_connection = raw.driver_connection
         return self._driver_connection
 
