@@ -98,12 +98,6 @@ class CompiledRead(Generic[Entity]):
             raise
         return [self._build(row, processed=False) for row in rows]
 
-    async def one_or_none(
-        self, connection: AsyncConnection, driver_connection: Any, **params: Any
-    ) -> Entity | None:
-        found = await self.all(connection, driver_connection, **params)
-        return found[0] if found else None
-
     def _build(self, row: Row, *, processed: bool) -> Entity:
         entity: Entity = self._new_entity()
         fields = vars(entity)
@@ -157,24 +151,27 @@ class DriverReads:
             self._driver_connection = raw.driver_connection
         return self._driver_connection
 
+    async def _all(self, read: CompiledRead[Entity], **params: Any) -> list[Entity]:
+        return await read.all(self._connection, await self._driver(), **params)
+
+    async def _by_id(self, read: CompiledRead[Entity], entity_id: UUID) -> Entity | None:
+        found = await self._all(read, id=entity_id)
+        return found[0] if found else None
+
     async def user(self, user_id: UUID) -> User | None:
-        read = self._compiled.user_by_id
-        return await read.one_or_none(self._connection, await self._driver(), id=user_id)
+        return await self._by_id(self._compiled.user_by_id, user_id)
 
     async def bot(self, bot_id: UUID) -> Bot | None:
-        read = self._compiled.bot_by_id
-        return await read.one_or_none(self._connection, await self._driver(), id=bot_id)
+        return await self._by_id(self._compiled.bot_by_id, bot_id)
 
     async def conversation(self, conversation_id: UUID) -> Conversation | None:
-        read = self._compiled.conversation_by_id
-        return await read.one_or_none(self._connection, await self._driver(), id=conversation_id)
+        return await self._by_id(self._compiled.conversation_by_id, conversation_id)
 
     async def message_page(
         self, conversation_id: UUID, *, after_seq: int, limit: int
     ) -> list[Message]:
-        return await self._compiled.message_page.all(
-            self._connection,
-            await self._driver(),
+        return await self._all(
+            self._compiled.message_page,
             conversation_id=conversation_id,
             after_seq=after_seq,
             limit=limit,
