@@ -1,9 +1,12 @@
 """Conversation use cases: chatting with bots, history, feedback, export, stats.
 
-Posting a message is two short transactions around the engine call, never one long one: the
-first stores the user's message (so it is kept whatever the engine does), the second stores the
-reply. Both lock the conversation row, so concurrent posts get gap-free sequence numbers, and
-neither holds a lock or a connection while the engine thinks.
+Posting a message to an engine that calls out (an upstream LLM, or a knowledge index still to
+load) is two short transactions around the engine call, never one long one: the first stores the
+user's message (so it is kept whatever the engine does), the second stores the reply, and
+neither holds a lock or a connection while the engine waits. An engine that can answer without
+I/O answers inside the first transaction, which then stores both messages: a lock held for a
+fraction of a millisecond more, one transaction fewer. Either way the conversation row is
+locked, so concurrent posts get gap-free sequence numbers.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import hashlib
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -97,6 +100,28 @@ class ConversationExport:
     conversation: Conversation
     bot: Bot
     messages: list[Message]
+
+
+@dataclass
+class _Answered:
+    """A reply produced inside the transaction that stores it."""
+
+    pieces: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    failure: UpstreamFailed | None = None
+    reply: Message | None = None
+
+
+# What an idempotency record keeps of a post's first outcome, to replay it.
+def _answered_outcome(user_message: Message, reply: Message) -> dict[str, Any]:
+    return {"user_message_id": str(user_message.id), "reply_id": str(reply.id)}
+
+
+def _failed_outcome(failure: UpstreamFailed) -> dict[str, Any]:
+    return {
+        "error": "timeout" if isinstance(failure, UpstreamTimeout) else "failed",
+        "detail": failure.detail,
+    }
 
 
 def _percentile(sorted_values: list[int], fraction: float) -> float | None:
@@ -338,10 +363,15 @@ class ConversationService:
         the user's message stays stored, `UpstreamFailed`/`UpstreamTimeout` is raised, and the
         conversation stays usable. With an `idempotency_key`, a retry of the same request by the
         same caller within 24 h replays the first outcome and stores nothing new.
+
+        An engine that can answer without I/O (a knowledge bot whose index is loaded) answers
+        inside the first transaction, which stores both messages: one transaction instead of
+        two, and the events are the same.
         """
         principal = actor.principal
         fingerprint = hashlib.sha256(f"{conversation_id}\n{content}".encode()).hexdigest()
         record: IdempotencyRecord | None = None
+        answered: _Answered | None = None
         async with self._uow_factory() as uow:
             conversation = await self._writable(uow, actor, conversation_id, lock=True)
             if idempotency_key is not None:
@@ -372,25 +402,47 @@ class ConversationService:
             )
             await uow.messages.add(user_message)
             if idempotency_key is not None and record is None:
-                await uow.idempotency.add(
-                    IdempotencyRecord(
-                        principal, idempotency_key, fingerprint, None, self._clock.now()
-                    )
+                record = IdempotencyRecord(
+                    principal, idempotency_key, fingerprint, None, self._clock.now()
                 )
+                await uow.idempotency.add(record)
+            if prior_turns:  # context the caller holds (the OpenAI surface), not stored here
+                history = [*self._transient(conversation.id, prior_turns), *history]
+                history = history[-HISTORY_WINDOW:]
+            request = ReplyRequest(bot, history, content)
+            if engine.answers_without_io(bot):
+                answered = await self._answer(engine, request)
+                if answered.failure is None:
+                    answered.reply = conversation.append(
+                        message_id=self._ids.new_id(),
+                        role=MessageRole.ASSISTANT,
+                        content="".join(answered.pieces),
+                        now=self._clock.now(),
+                        metadata=answered.metadata,
+                    )
+                    await uow.messages.add(answered.reply)
+                    if record is not None:
+                        record.response = _answered_outcome(user_message, answered.reply)
+                elif record is not None:
+                    record.response = _failed_outcome(answered.failure)
             try:
                 await uow.commit()
             except DuplicateKey as error:  # a concurrent retry with the same key won
                 raise Conflict("A request with this Idempotency-Key is in progress.") from error
         yield UserMessageStored(user_message)
 
-        if prior_turns:  # context the caller holds (the OpenAI surface), not stored here
-            history = [*self._transient(conversation.id, prior_turns), *history]
-            history = history[-HISTORY_WINDOW:]
+        if answered is not None:
+            for piece in answered.pieces:
+                yield ReplyDelta(piece)
+            if answered.reply is None:
+                raise answered.failure or UpstreamFailed("The reply was not produced.")
+            yield ReplyStored(answered.reply)
+            return
         started = self._monotonic()
         pieces: list[str] = []
         metadata: dict[str, Any] = {}
         try:
-            async for produced in engine.reply(ReplyRequest(bot, history, content)):
+            async for produced in engine.reply(request):
                 if isinstance(produced, ReplyChunk):
                     if produced.text:
                         pieces.append(produced.text)
@@ -400,12 +452,36 @@ class ConversationService:
         except UpstreamFailed as error:
             await self._remember_failure(principal, idempotency_key, error)
             raise
-        metadata["latency_ms"] = round((self._monotonic() - started) * 1000)
-        metadata.setdefault("engine", bot.engine.value)
         reply = await self._store_reply(
-            conversation_id, "".join(pieces), metadata, principal, idempotency_key, user_message
+            conversation_id,
+            "".join(pieces),
+            self._reply_metadata(metadata, started, bot),
+            principal,
+            idempotency_key,
+            user_message,
         )
         yield ReplyStored(reply)
+
+    async def _answer(self, engine: ReplyEngine, request: ReplyRequest) -> _Answered:
+        """The whole reply of an engine that answers without I/O, or how it failed."""
+        started = self._monotonic()
+        answered = _Answered()
+        try:
+            async for produced in engine.reply(request):
+                if isinstance(produced, ReplyChunk):
+                    if produced.text:
+                        answered.pieces.append(produced.text)
+                elif isinstance(produced, ReplyDone):
+                    answered.metadata = dict(produced.metadata)
+        except UpstreamFailed as error:
+            answered.failure = error
+        answered.metadata = self._reply_metadata(answered.metadata, started, request.bot)
+        return answered
+
+    def _reply_metadata(self, metadata: dict[str, Any], started: float, bot: Bot) -> dict[str, Any]:
+        metadata["latency_ms"] = round((self._monotonic() - started) * 1000)
+        metadata.setdefault("engine", bot.engine.value)
+        return metadata
 
     def _transient(
         self, conversation_id: UUID, turns: Sequence[tuple[MessageRole, str]]
@@ -503,10 +579,7 @@ class ConversationService:
             if idempotency_key is not None:
                 record = await uow.idempotency.get(principal, idempotency_key)
                 if record is not None:
-                    record.response = {
-                        "user_message_id": str(user_message.id),
-                        "reply_id": str(reply.id),
-                    }
+                    record.response = _answered_outcome(user_message, reply)
             await uow.commit()
         return reply
 
@@ -518,10 +591,7 @@ class ConversationService:
         async with self._uow_factory() as uow:
             record = await uow.idempotency.get(principal, idempotency_key)
             if record is not None:
-                record.response = {
-                    "error": "timeout" if isinstance(error, UpstreamTimeout) else "failed",
-                    "detail": error.detail,
-                }
+                record.response = _failed_outcome(error)
                 await uow.commit()
 
     @staticmethod

@@ -338,6 +338,13 @@ class ReplyEngine(Protocol):
         not read the history for it (a knowledge reply answers the new message alone)."""
         ...
 
+    def answers_without_io(self, bot: Bot) -> bool:
+        """Whether replying for `bot` now needs no I/O at all (no network, no database): then
+        the service answers inside the transaction that stores the message, one transaction
+        instead of two. An engine that would first load something says False: a request that
+        holds a pooled connection must never wait for a second one."""
+        ...
+
     def reply(self, request: ReplyRequest) -> AsyncIterator[ReplyEvent]:
         """Streams the reply; ends with exactly one `ReplyDone`. Raises `UpstreamFailed`."""
         ...

@@ -29,7 +29,7 @@ from application.bots import BotService, load_knowledge
 from application.conversations import ConversationService
 from application.identity import IdentityPolicy, IdentityService
 from application.ports import ReplyEngine, ReplyEvent, ReplyRequest
-from domain.bots import EngineKind
+from domain.bots import Bot, EngineKind
 from entrypoints.settings import Settings
 
 
@@ -51,6 +51,9 @@ class OpenAIEngineOnDemand:
         self._knowledge = knowledge
         self._engine: ReplyEngine | None = None
         self._close: Callable[[], Awaitable[None]] | None = None
+
+    def answers_without_io(self, bot: Bot) -> bool:
+        return False
 
     def reply(self, request: ReplyRequest) -> AsyncIterator[ReplyEvent]:
         if self._engine is None:

@@ -449,6 +449,9 @@ class KnowledgeEngine:
             }
         )
 
+    def answers_without_io(self, bot: Bot) -> bool:
+        return self._cached(bot) is not None
+
     # -- answering --
 
     def threshold_for(self, bot: Bot) -> float:

@@ -48,6 +48,7 @@ from application.ports import (
     ReplyRequest,
     RetrievedEntry,
 )
+from domain.bots import Bot
 
 logger = logging.getLogger(__name__)
 
@@ -466,6 +467,9 @@ class OpenAICompatibleEngine:
             read_timeout=read_timeout,
             total_timeout=total_timeout,
         )
+
+    def answers_without_io(self, bot: Bot) -> bool:
+        return False  # every reply is a call to the upstream
 
     async def reply(self, request: ReplyRequest) -> AsyncGenerator[ReplyEvent, None]:
         """Streams the upstream's reply; raises UpstreamTimeout / UpstreamFailed, even mid-way.

@@ -24,7 +24,7 @@ from application.conversations import (
 )
 from application.errors import Conflict, UpstreamFailed
 from application.ports import ReplyChunk, ReplyEvent, ReplyRequest
-from domain.bots import EngineKind, KnowledgeDraft
+from domain.bots import Bot, EngineKind, KnowledgeDraft
 from domain.conversations import MessageRole
 from domain.errors import BotNotAcceptingMessages, ConversationClosed, InvalidValue
 from domain.users import Role
@@ -40,6 +40,10 @@ class FailingEngine:
     def __init__(self) -> None:
         self.requests: list[ReplyRequest] = []
         self.reads_history = True
+        self.without_io = False
+
+    def answers_without_io(self, bot: Bot) -> bool:
+        return self.without_io
 
     async def reply(self, request: ReplyRequest) -> AsyncIterator[ReplyEvent]:
         self.requests.append(request)
@@ -162,10 +166,15 @@ async def test_engines_that_read_history_see_a_bounded_window_of_it(
     assert request.message == "last"
 
 
+@pytest.mark.parametrize("without_io", [False, True], ids=["two-transactions", "one"])
 async def test_a_failing_engine_keeps_the_user_message(
-    db: InMemoryDatabase, services: tuple[BotService, ConversationService]
+    db: InMemoryDatabase,
+    services: tuple[BotService, ConversationService],
+    failing: FailingEngine,
+    without_io: bool,
 ) -> None:
     bots, conversations = services
+    failing.without_io = without_io
     owner = await _user(db)
     bot = await bots.create_bot(
         owner,
@@ -191,6 +200,45 @@ async def test_a_failing_engine_keeps_the_user_message(
     with pytest.raises(UpstreamFailed):  # without the key it is a new message
         await _exchange(conversations, owner, conversation.id, "hi")
     assert len((await conversations.list_messages(owner, conversation.id)).items) == 2
+
+
+async def test_a_loaded_knowledge_index_answers_in_the_transaction_of_the_message(
+    db: InMemoryDatabase, services: tuple[BotService, ConversationService], clock: FixedClock
+) -> None:
+    """The first post loads the bot's index between two transactions (a request holding a
+    connection must not wait for another); later posts store both messages in one."""
+    bots, _ = services
+    owner, bot_id, conversation_id = await _shop_conversation(db, services)
+    await bots.add_entry(
+        owner, bot_id, KnowledgeDraft("Opening hours?", "9 to 5.", ["when are you open"])
+    )
+    writing: list[bool] = []
+
+    def counting_uow(*, read_only: bool = False) -> InMemoryUnitOfWork:
+        if not read_only:
+            writing.append(True)
+        return InMemoryUnitOfWork(db, read_only=read_only)
+
+    conversations = ConversationService(
+        uow_factory=counting_uow,
+        engines={EngineKind.KNOWLEDGE: KnowledgeEngine(partial(load_knowledge, counting_uow))},
+        clock=clock,
+        ids=RandomIdGenerator(),
+    )
+    first = await _exchange(conversations, owner, conversation_id, "when are you open")
+    assert len(writing) == 2
+    second = await _exchange(conversations, owner, conversation_id, "when are you open", key="k")
+    assert len(writing) == 3
+    for events in (first, second):  # the same events either way
+        assert isinstance(events[0], UserMessageStored)
+        assert "".join(e.text for e in events[1:-1] if isinstance(e, ReplyDelta)) == "9 to 5."
+        assert isinstance(events[-1], ReplyStored)
+        assert events[-1].message.metadata["engine"] == "knowledge"
+        assert events[-1].message.metadata["latency_ms"] >= 0
+    replayed = await _exchange(conversations, owner, conversation_id, "when are you open", "k")
+    assert [e.message.id for e in replayed] == [e.message.id for e in (second[0], second[-1])]
+    page = await conversations.list_messages(owner, conversation_id)
+    assert [m.seq for m in page.items] == [1, 2, 3, 4]
 
 
 async def test_closed_and_archived(
