@@ -108,6 +108,18 @@ class CompiledRead(Generic[Entity]):
         return entity
 
 
+async def driver_connection(connection: AsyncConnection) -> Any:
+    """The driver's own connection under `connection`."""
+    sync = connection.sync_connection
+    if sync is not None and not sync.invalidated:
+        # A live connection hands over its pooled connection without any I/O, so this skips
+        # the greenlet hop of `get_raw_connection()` (~15 µs a unit of work).
+        raw = sync.connection
+    else:
+        raw = await connection.get_raw_connection()
+    return raw.driver_connection
+
+
 def _by_id(table: sa.Table) -> sa.Select[Any]:
     return sa.select(table).where(table.c.id == sa.bindparam("id"))
 
@@ -141,14 +153,7 @@ class DriverReads:
 
     async def _driver(self) -> Any:
         if self._driver_connection is None:
-            sync = self._connection.sync_connection
-            if sync is not None and not sync.invalidated:
-                # A live connection hands over its pooled connection without any I/O, so this
-                # skips the greenlet hop of `get_raw_connection()` (~15 µs a unit of work).
-                raw = sync.connection
-            else:
-                raw = await self._connection.get_raw_connection()
-            self._driver_connection = raw.driver_connection
+            self._driver_connection = await driver_connection(self._connection)
         return self._driver_connection
 
     async def _all(self, read: CompiledRead[Entity], **params: Any) -> list[Entity]:

@@ -12,6 +12,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from adapters.sqlalchemy import tables
 from adapters.sqlalchemy.driver_reads import DriverReads
+from adapters.sqlalchemy.driver_writes import DriverTransaction
 from application.pagination import Keyset
 from application.ports import (
     BotFilter,
@@ -32,10 +33,14 @@ class _Repository:
     a read-only unit of work whose reads all go through `reads` never builds one."""
 
     def __init__(
-        self, session: Callable[[], AsyncSession], reads: DriverReads | None = None
+        self,
+        session: Callable[[], AsyncSession],
+        reads: DriverReads | None = None,
+        transaction: DriverTransaction | None = None,
     ) -> None:
         self._open_session = session
         self._reads = reads
+        self._transaction = transaction
 
     @property
     def _session(self) -> AsyncSession:
@@ -220,14 +225,21 @@ class SqlAlchemyApiKeyRepository(_Repository):
 
 class SqlAlchemyConversationRepository(_Repository):
     async def add(self, conversation: Conversation) -> None:
-        self._session.add(conversation)
+        if self._transaction is not None:
+            self._transaction.add_conversation(conversation)
+        else:
+            self._session.add(conversation)
 
     async def get(self, conversation_id: UUID) -> Conversation | None:
         if self._reads is not None:
             return await self._reads.conversation(conversation_id)
+        if self._transaction is not None:
+            return await self._transaction.conversation(conversation_id, lock=False)
         return await self._session.get(Conversation, conversation_id)
 
     async def get_for_update(self, conversation_id: UUID) -> Conversation | None:
+        if self._transaction is not None:
+            return await self._transaction.conversation(conversation_id, lock=True)
         # FOR UPDATE on PostgreSQL; on SQLite the IMMEDIATE transaction already holds the lock.
         query = (
             sa.select(Conversation)
@@ -238,7 +250,10 @@ class SqlAlchemyConversationRepository(_Repository):
         return (await self._session.execute(query)).scalar_one_or_none()
 
     async def delete(self, conversation: Conversation) -> None:
-        await self._session.delete(conversation)
+        if self._transaction is not None:
+            self._transaction.remove_conversation(conversation)
+        else:
+            await self._session.delete(conversation)
 
     async def list_page(
         self, flt: ConversationFilter, *, after: Keyset | None, limit: int
@@ -268,7 +283,10 @@ class SqlAlchemyConversationRepository(_Repository):
 
 class SqlAlchemyMessageRepository(_Repository):
     async def add(self, message: Message) -> None:
-        self._session.add(message)
+        if self._transaction is not None:
+            self._transaction.add_message(message)
+        else:
+            self._session.add(message)
 
     async def get(self, message_id: UUID) -> Message | None:
         return await self._session.get(Message, message_id)

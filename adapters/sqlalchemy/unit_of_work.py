@@ -1,4 +1,4 @@
-"""The transaction boundary: one AsyncSession per `async with uow:` block."""
+"""The transaction boundary: one transaction per `async with uow:` block."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from adapters.sqlalchemy import repositories as repos
 from adapters.sqlalchemy.driver_reads import CompiledReads, DriverReads
+from adapters.sqlalchemy.driver_writes import DRIVER_OPS, CompiledWrites, DriverTransaction
 from adapters.sqlalchemy.mappers import start_mappers
 from application.errors import ConcurrentUpdate, DuplicateKey
 
@@ -21,19 +22,28 @@ class SqlAlchemyUnitOfWorkFactory:
     def __init__(self, engine: AsyncEngine) -> None:
         start_mappers()
         self.sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-        # Read-only units of work use autocommit connections from the same pool: no
-        # BEGIN/ROLLBACK round trips on PostgreSQL, no write lock on SQLite.
-        self.reader_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Units of work take autocommit connections from the same pool: read-only ones need no
+        # BEGIN/ROLLBACK round trips on PostgreSQL and no write lock on SQLite, and writing ones
+        # begin and end their transaction with the driver (driver_writes.py).
+        self.autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.compiled_reads = CompiledReads(engine.dialect)
+        ops = DRIVER_OPS.get(engine.dialect.driver)
+        self.driver_ops = None if ops is None else ops()
+        self.compiled_writes = CompiledWrites(engine.dialect, self.compiled_reads)
 
     def __call__(self, *, read_only: bool = False) -> SqlAlchemyUnitOfWork:
         return SqlAlchemyUnitOfWork(self, read_only=read_only)
 
 
 class SqlAlchemyUnitOfWork:
-    """A read-only unit of work holds one autocommit connection: its hot reads run on the
-    driver's connection (`DriverReads`), the rest through a session bound to it. The session is
-    opened on first use, so a request that only makes hot reads never pays for one."""
+    """A unit of work holds one pooled autocommit connection.
+
+    Read-only: its hot reads run on the driver's connection (`DriverReads`). Writing (asyncpg,
+    aiosqlite): `DriverTransaction` runs its transaction, conversations and messages included.
+    Everything else goes through an ORM session bound to that connection, opened on first use,
+    so a request that needs none never pays for one; a writing unit of work's session only
+    flushes, inside the driver's transaction. Other drivers: one ORM session does all of it.
+    """
 
     def __init__(self, factory: SqlAlchemyUnitOfWorkFactory, *, read_only: bool = False) -> None:
         self._factory = factory
@@ -41,11 +51,14 @@ class SqlAlchemyUnitOfWork:
         self._entered = False
         self._session: AsyncSession | None = None
         self._connection: AsyncConnection | None = None
+        self._transaction: DriverTransaction | None = None
 
     @property
     def session(self) -> AsyncSession:
         if not self._entered:
             raise RuntimeError("the unit of work is used outside `async with`")
+        if self._transaction is not None and not self._transaction.active:
+            raise RuntimeError("the unit of work's transaction has ended")
         if self._session is None:
             sessions = self._factory.sessions
             connection = self._connection
@@ -56,10 +69,20 @@ class SqlAlchemyUnitOfWork:
         return self.session
 
     async def __aenter__(self) -> Self:
-        reads = None
+        factory = self._factory
+        reads = transaction = None
         if self._read_only:
-            self._connection = await self._factory.reader_engine.connect()
-            reads = DriverReads(self._factory.compiled_reads, self._connection)
+            self._connection = await factory.autocommit_engine.connect()
+            reads = DriverReads(factory.compiled_reads, self._connection)
+        elif factory.driver_ops is not None:
+            connection = await factory.autocommit_engine.connect()
+            transaction = DriverTransaction(factory.driver_ops, factory.compiled_writes, connection)
+            try:
+                await transaction.begin()
+            except BaseException:
+                await connection.close()
+                raise
+            self._connection, self._transaction = connection, transaction
         self._entered = True
         session = self._open_session
         self.users = repos.SqlAlchemyUserRepository(session, reads)
@@ -67,8 +90,8 @@ class SqlAlchemyUnitOfWork:
         self.bots = repos.SqlAlchemyBotRepository(session, reads)
         self.knowledge = repos.SqlAlchemyKnowledgeRepository(session)
         self.api_keys = repos.SqlAlchemyApiKeyRepository(session)
-        self.conversations = repos.SqlAlchemyConversationRepository(session, reads)
-        self.messages = repos.SqlAlchemyMessageRepository(session, reads)
+        self.conversations = repos.SqlAlchemyConversationRepository(session, reads, transaction)
+        self.messages = repos.SqlAlchemyMessageRepository(session, reads, transaction)
         self.feedback = repos.SqlAlchemyFeedbackRepository(session)
         self.idempotency = repos.SqlAlchemyIdempotencyRepository(session)
         self.stats = repos.SqlAlchemyStatsReader(session)
@@ -80,13 +103,16 @@ class SqlAlchemyUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        session, connection = self._session, self._connection
-        self._session, self._connection, self._entered = None, None, False
+        session, connection, transaction = self._session, self._connection, self._transaction
+        self._session, self._connection, self._transaction = None, None, None
+        self._entered = False
         try:
             if session is not None:
                 # close() rolls back whatever was not committed, and (unlike rollback())
                 # leaves loaded objects readable by the caller instead of expiring them.
                 await session.close()
+            if transaction is not None and transaction.active:
+                await transaction.rollback()
         finally:
             if connection is not None:
                 await connection.close()
@@ -94,18 +120,37 @@ class SqlAlchemyUnitOfWork:
     async def commit(self) -> None:
         if self._read_only:
             raise RuntimeError("a read-only unit of work cannot commit")
+        transaction = self._transaction
         try:
-            await self.session.commit()
+            if transaction is None:
+                await self.session.commit()
+                return
+            if self._session is not None:
+                if self._session.new:
+                    # New ORM rows may be parents or children of new conversations and
+                    # messages: the ORM inserts them all, in dependency order.
+                    self._session.add_all(transaction.take_new())
+                await self._session.flush()
+            await transaction.flush()
+            await transaction.commit()
         except StaleDataError as error:
-            await self.session.rollback()
+            await self.rollback()
             raise ConcurrentUpdate("the resource was changed by another request") from error
         except IntegrityError as error:
-            await self.session.rollback()
+            await self.rollback()
             raise DuplicateKey("a unique rule was broken") from error
         except OperationalError as error:
             # PostgreSQL's serialization failures and deadlocks surface here; the caller retries.
-            await self.session.rollback()
+            await self.rollback()
             raise ConcurrentUpdate("the database refused the change; try again") from error
+        except (DuplicateKey, ConcurrentUpdate):  # from the driver's own statements
+            await self.rollback()
+            raise
 
     async def rollback(self) -> None:
-        await self.session.rollback()
+        if self._transaction is None:
+            await self.session.rollback()
+            return
+        if self._session is not None:
+            await self._session.rollback()
+        await self._transaction.rollback()
