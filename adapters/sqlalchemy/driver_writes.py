@@ -26,12 +26,15 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy import inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import make_transient_to_detached
 
 from adapters.sqlalchemy import tables
 from adapters.sqlalchemy.driver_reads import CompiledRead, CompiledReads, driver_connection
 from application.errors import ConcurrentUpdate, DuplicateKey
+from domain.bots import Bot
 from domain.conversations import Conversation, Message
 
 
@@ -40,6 +43,7 @@ class _DriverOps(Protocol):
 
     answered_errors: tuple[type[BaseException], ...]
 
+    def is_open(self, connection: Any) -> bool: ...
     async def begin(self, connection: Any) -> Any: ...
     async def commit(self, connection: Any, transaction: Any) -> None: ...
     async def rollback(self, connection: Any, transaction: Any) -> None: ...
@@ -55,6 +59,10 @@ class _AsyncpgOps:
         self.answered_errors: tuple[type[BaseException], ...] = (asyncpg.PostgresError,)
         self._duplicate = asyncpg.IntegrityConstraintViolationError
         self._refused = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+
+    def is_open(self, connection: Any) -> bool:
+        # An error can be the server's last word: "terminating connection" (57P01) is one.
+        return not connection.is_closed()
 
     async def begin(self, connection: Any) -> Any:
         transaction = connection.transaction()
@@ -83,6 +91,9 @@ class _AsyncpgOps:
 
 class _AiosqliteOps:
     answered_errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+
+    def is_open(self, connection: Any) -> bool:
+        return True
 
     async def begin(self, connection: Any) -> Any:
         # IMMEDIATE takes the write lock up front (see database.py: what makes concurrent
@@ -149,6 +160,7 @@ class CompiledWrites:
         self._dialect = dialect
         c = tables.conversations
         self.conversation_by_id = reads.conversation_by_id
+        self.bot_by_id = reads.bot_by_id
         self.conversation_for_update = CompiledRead(
             sa.select(c).where(c.c.id == sa.bindparam("id")).with_for_update(),
             Conversation,
@@ -191,6 +203,7 @@ class DriverTransaction:
         self._transaction: Any = None
         self.active = False
         self._loaded: dict[UUID, tuple[Conversation, tuple[Any, ...]]] = {}
+        self._bots: dict[UUID, Bot | None] = {}
         self._locked: set[UUID] = set()
         self._new_conversations: list[Conversation] = []
         self._new_messages: list[Message] = []
@@ -205,7 +218,8 @@ class DriverTransaction:
         try:
             return await operation
         except BaseException as error:
-            if not isinstance(error, self._ops.answered_errors):
+            answered = isinstance(error, self._ops.answered_errors)
+            if not (answered and self._ops.is_open(self._driver)):
                 # SQLAlchemy did not see this error, and the connection may be broken (a
                 # restarted server, a statement cut short by cancellation): its pool must not
                 # hand it out again.
@@ -241,6 +255,23 @@ class DriverTransaction:
         if lock:
             self._locked.add(conversation_id)
         return conversation
+
+    # -- bots --
+
+    async def bot(self, bot_id: UUID) -> Bot | None:
+        """A bot as the ORM would load it, detached: the ORM session takes it over (version
+        check included) only if the unit of work changes or deletes it."""
+        if bot_id not in self._bots:
+            found = await self._call(
+                self._writes.bot_by_id.all(self._connection, self._driver, id=bot_id)
+            )
+            if found:
+                make_transient_to_detached(found[0])
+            self._bots[bot_id] = found[0] if found else None
+        return self._bots[bot_id]
+
+    def changed_bots(self) -> list[Bot]:
+        return [bot for bot in self._bots.values() if bot is not None and inspect(bot).modified]
 
     def add_conversation(self, conversation: Conversation) -> None:
         self._new_conversations.append(conversation)
@@ -302,6 +333,7 @@ class DriverTransaction:
         self._new_conversations, self._new_messages, self._removed = [], [], []
         self._loaded.clear()
         self._locked.clear()
+        self._bots.clear()
         if self.active:
             self.active = False
             if not self._connection.invalidated:

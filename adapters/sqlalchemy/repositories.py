@@ -117,6 +117,8 @@ class SqlAlchemyBotRepository(_Repository):
     async def get(self, bot_id: UUID) -> Bot | None:
         if self._reads is not None:
             return await self._reads.bot(bot_id)
+        if self._transaction is not None:
+            return await self._transaction.bot(bot_id)
         return await self._session.get(Bot, bot_id)
 
     async def delete(self, bot: Bot) -> None:
@@ -147,6 +149,8 @@ class SqlAlchemyBotRepository(_Repository):
             .returning(c.knowledge_revision)
         )
         loaded = self._session.identity_map.get(self._session.identity_key(Bot, bot_id))
+        if loaded is None and self._transaction is not None:
+            loaded = await self._transaction.bot(bot_id)
         if loaded is not None and revision is not None:
             # Keep a bot this transaction already loaded in step with its row, as committed
             # state (not a pending change that would be written back).

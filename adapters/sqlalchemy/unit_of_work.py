@@ -87,7 +87,7 @@ class SqlAlchemyUnitOfWork:
         session = self._open_session
         self.users = repos.SqlAlchemyUserRepository(session, reads)
         self.refresh_tokens = repos.SqlAlchemyRefreshTokenRepository(session)
-        self.bots = repos.SqlAlchemyBotRepository(session, reads)
+        self.bots = repos.SqlAlchemyBotRepository(session, reads, transaction)
         self.knowledge = repos.SqlAlchemyKnowledgeRepository(session)
         self.api_keys = repos.SqlAlchemyApiKeyRepository(session)
         self.conversations = repos.SqlAlchemyConversationRepository(session, reads, transaction)
@@ -125,6 +125,9 @@ class SqlAlchemyUnitOfWork:
             if transaction is None:
                 await self.session.commit()
                 return
+            changed_bots = transaction.changed_bots()
+            if changed_bots:
+                self.session.add_all(changed_bots)
             if self._session is not None:
                 if self._session.new:
                     # New ORM rows may be parents or children of new conversations and

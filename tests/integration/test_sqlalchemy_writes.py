@@ -1,0 +1,265 @@
+"""How the SQLAlchemy unit of work writes: one transaction run by the driver, conversations and
+messages through compiled statements, everything else through an ORM session inside it, and the
+ORM alone for other drivers. (The contract tests check the outcomes on every adapter; these check
+how they come about, and the failure cases.)"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.sqlalchemy import driver_writes
+from adapters.sqlalchemy.database import create_engine
+from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork, SqlAlchemyUnitOfWorkFactory
+from application.errors import DuplicateKey
+from application.ports import IdempotencyRecord
+from domain.bots import Bot
+from domain.conversations import Conversation, MessageRole
+from domain.users import User
+from tests.conftest import clean_engine
+from tests.factories import BotFactory, UserFactory
+
+pytestmark = pytest.mark.integration
+
+
+async def _owner_and_bot(factory: SqlAlchemyUnitOfWorkFactory) -> tuple[User, Bot]:
+    owner = UserFactory()
+    bot = BotFactory(owner_id=owner.id)
+    async with factory() as uow:
+        await uow.users.add(owner)
+        await uow.bots.add(bot)
+        await uow.commit()
+    return owner, bot
+
+
+def _conversation(bot: Bot, owner: User) -> Conversation:
+    return Conversation.start(id=uuid.uuid4(), bot_id=bot.id, now=bot.created_at, user_id=owner.id)
+
+
+async def _post(
+    factory: SqlAlchemyUnitOfWorkFactory, conversation_id: uuid.UUID, text: str
+) -> None:
+    async with factory() as uow:
+        conversation = await uow.conversations.get_for_update(conversation_id)
+        assert conversation is not None
+        message = conversation.append(
+            message_id=uuid.uuid4(),
+            role=MessageRole.USER,
+            content=text,
+            now=conversation.last_message_at + timedelta(seconds=1),
+        )
+        await uow.messages.add(message)
+        await uow.commit()
+
+
+async def test_a_post_needs_no_orm_session(sql_engine: AsyncEngine) -> None:
+    factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
+    owner, bot = await _owner_and_bot(factory)
+    conversation = _conversation(bot, owner)
+    async with factory() as uow:
+        await uow.conversations.add(conversation)
+        await uow.commit()
+    async with factory() as uow:
+        assert isinstance(uow, SqlAlchemyUnitOfWork)
+        locked = await uow.conversations.get_for_update(conversation.id)
+        assert locked is not None
+        assert await uow.conversations.get(conversation.id) is locked  # one object per row
+        assert await uow.bots.get(bot.id) is await uow.bots.get(bot.id)
+        message = locked.append(
+            message_id=uuid.uuid4(), role=MessageRole.USER, content="hi", now=locked.created_at
+        )
+        await uow.messages.add(message)
+        await uow.commit()
+        assert uow._session is None
+    async with factory(read_only=True) as uow:
+        stored = await uow.conversations.get(conversation.id)
+        page = await uow.messages.list_page(conversation.id, after_seq=0, limit=5)
+    assert stored is not None
+    assert stored.message_count == 1
+    assert [(m.seq, m.content, m.role) for m in page] == [(1, "hi", MessageRole.USER)]
+
+
+async def test_nothing_is_written_without_commit(sql_engine: AsyncEngine) -> None:
+    factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
+    owner, bot = await _owner_and_bot(factory)
+    conversation = _conversation(bot, owner)
+    async with factory() as uow:
+        await uow.conversations.add(conversation)
+        await uow.commit()
+    await _post(factory, conversation.id, "kept")
+    with pytest.raises(RuntimeError, match="changed my mind"):
+        async with factory() as uow:
+            locked = await uow.conversations.get_for_update(conversation.id)
+            assert locked is not None
+            locked.rename("renamed", locked.created_at)
+            await uow.messages.add(
+                locked.append(
+                    message_id=uuid.uuid4(),
+                    role=MessageRole.USER,
+                    content="lost",
+                    now=locked.created_at,
+                )
+            )
+            raise RuntimeError("changed my mind")
+    async with factory(read_only=True) as uow:
+        stored = await uow.conversations.get(conversation.id)
+        page = await uow.messages.list_page(conversation.id, after_seq=0, limit=5)
+    assert stored is not None
+    assert (stored.title, stored.message_count) == (conversation.title, 1)
+    assert [m.content for m in page] == ["kept"]
+
+
+async def test_new_orm_rows_and_new_conversations_are_inserted_parents_first(
+    sql_engine: AsyncEngine,
+) -> None:
+    """A bot (ORM) and its conversation and greeting (driver) in one transaction."""
+    factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
+    owner = UserFactory()
+    bot = BotFactory(owner_id=owner.id)
+    conversation = _conversation(bot, owner)
+    async with factory() as uow:
+        await uow.conversations.add(conversation)
+        await uow.messages.add(
+            conversation.append(
+                message_id=uuid.uuid4(),
+                role=MessageRole.ASSISTANT,
+                content="Hello",
+                now=conversation.created_at,
+            )
+        )
+        await uow.users.add(owner)
+        await uow.bots.add(bot)
+        await uow.idempotency.add(
+            IdempotencyRecord("user:x", "key", "fingerprint", None, conversation.created_at)
+        )
+        await uow.commit()
+    async with factory(read_only=True) as uow:
+        stored = await uow.conversations.get(conversation.id)
+        page = await uow.messages.list_page(conversation.id, after_seq=0, limit=5)
+    assert stored is not None
+    assert stored.message_count == 1
+    assert [m.content for m in page] == ["Hello"]
+
+
+async def test_a_broken_unique_rule_rolls_the_whole_transaction_back(
+    sql_engine: AsyncEngine,
+) -> None:
+    factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
+    owner, bot = await _owner_and_bot(factory)
+    conversation = _conversation(bot, owner)
+    async with factory() as uow:
+        await uow.conversations.add(conversation)
+        await uow.commit()
+    with pytest.raises(DuplicateKey):
+        async with factory() as uow:
+            locked = await uow.conversations.get_for_update(conversation.id)
+            assert locked is not None
+            for _ in range(2):  # the second message takes the first one's id
+                message = locked.append(
+                    message_id=conversation.id,
+                    role=MessageRole.USER,
+                    content="twice",
+                    now=locked.created_at,
+                )
+                await uow.messages.add(message)
+            await uow.commit()
+    async with factory(read_only=True) as uow:
+        stored = await uow.conversations.get(conversation.id)
+        page = await uow.messages.list_page(conversation.id, after_seq=0, limit=5)
+    assert stored is not None
+    assert stored.message_count == 0
+    assert page == []
+    await _post(factory, conversation.id, "still usable")
+
+
+async def test_deleting_a_conversation_deletes_its_messages(sql_engine: AsyncEngine) -> None:
+    factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
+    owner, bot = await _owner_and_bot(factory)
+    conversation = _conversation(bot, owner)
+    async with factory() as uow:
+        await uow.conversations.add(conversation)
+        await uow.commit()
+    await _post(factory, conversation.id, "bye")
+    async with factory() as uow:
+        locked = await uow.conversations.get_for_update(conversation.id)
+        assert locked is not None
+        await uow.conversations.delete(locked)
+        await uow.commit()
+    async with factory(read_only=True) as uow:
+        assert await uow.conversations.get(conversation.id) is None
+        assert await uow.messages.list_page(conversation.id, after_seq=0, limit=5) == []
+
+
+@pytest.mark.postgres
+async def test_an_update_sets_only_the_changed_columns(postgresql_url: str) -> None:
+    """Two transactions change different columns of one conversation: both changes stay."""
+    engine = await clean_engine(postgresql_url)
+    factory = SqlAlchemyUnitOfWorkFactory(engine)
+    owner, bot = await _owner_and_bot(factory)
+    conversation = _conversation(bot, owner)
+    async with factory() as uow:
+        await uow.conversations.add(conversation)
+        await uow.commit()
+    async with factory() as first:
+        loaded = await first.conversations.get(conversation.id)  # no lock
+        assert loaded is not None
+        await _post(factory, conversation.id, "meanwhile")  # message_count and times change
+        loaded.rename("new title", loaded.created_at)
+        await first.commit()
+    async with factory(read_only=True) as uow:
+        stored = await uow.conversations.get(conversation.id)
+    assert stored is not None
+    assert (stored.title, stored.message_count) == ("new title", 1)
+
+
+@pytest.mark.postgres
+async def test_a_connection_that_broke_under_a_driver_write_is_not_reused(
+    postgresql_url: str,
+) -> None:
+    admin_engine = await clean_engine(postgresql_url)
+    engine = create_engine(postgresql_url, pool_size=1)  # so the next unit gets the same one
+    try:
+        factory = SqlAlchemyUnitOfWorkFactory(engine)
+        owner, bot = await _owner_and_bot(factory)
+        conversation = _conversation(bot, owner)
+        async with factory() as uow:
+            await uow.conversations.add(conversation)
+            assert isinstance(uow, SqlAlchemyUnitOfWork)
+            assert uow._connection is not None
+            backend = (await uow._connection.exec_driver_sql("SELECT pg_backend_pid()")).scalar()
+            await uow.commit()
+        async with admin_engine.connect() as admin:
+            await admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(backend)})")
+        with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the driver raises
+            await _post(factory, conversation.id, "lost with the connection")
+        await _post(factory, conversation.id, "on a new connection")
+        async with factory(read_only=True) as uow:
+            page = await uow.messages.list_page(conversation.id, after_seq=0, limit=5)
+        assert [m.content for m in page] == ["on a new connection"]
+    finally:
+        await engine.dispose()
+
+
+async def test_drivers_without_a_fast_path_write_through_the_orm(
+    sql_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(driver_writes, "DRIVER_OPS", {})
+    monkeypatch.setattr("adapters.sqlalchemy.unit_of_work.DRIVER_OPS", {})
+    factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
+    owner, bot = await _owner_and_bot(factory)
+    conversation = _conversation(bot, owner)
+    async with factory() as uow:
+        await uow.conversations.add(conversation)
+        await uow.commit()
+    await _post(factory, conversation.id, "through the ORM")
+    async with factory() as uow:
+        assert isinstance(uow, SqlAlchemyUnitOfWork)
+        assert uow._transaction is None
+        stored = await uow.conversations.get(conversation.id)
+        page = await uow.messages.list_page(conversation.id, after_seq=0, limit=5)
+    assert stored is not None
+    assert stored.message_count == 1
+    assert [m.content for m in page] == ["through the ORM"]
