@@ -5,6 +5,7 @@ how they come about, and the failure cases.)"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.sqlalchemy import driver_writes
 from adapters.sqlalchemy.database import create_engine
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork, SqlAlchemyUnitOfWorkFactory
-from application.errors import DuplicateKey
+from application.errors import ConcurrentUpdate, DuplicateKey
 from application.ports import IdempotencyRecord
 from domain.bots import Bot
 from domain.conversations import Conversation, MessageRole
@@ -263,3 +264,29 @@ async def test_drivers_without_a_fast_path_write_through_the_orm(
     assert stored is not None
     assert stored.message_count == 1
     assert [m.content for m in page] == ["through the ORM"]
+
+
+async def test_sqlite_writers_of_one_process_queue_and_never_stay_blocked(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = await clean_engine(sqlite_url)
+    factory = SqlAlchemyUnitOfWorkFactory(engine)
+    owner, bot = await _owner_and_bot(factory)
+    conversation = _conversation(bot, owner)
+    async with factory() as uow:
+        await uow.conversations.add(conversation)
+        await uow.commit()
+    with pytest.raises(RuntimeError):  # a unit of work that fails lets the next one in
+        async with factory() as uow:
+            raise RuntimeError
+    await asyncio.gather(*(_post(factory, conversation.id, f"m{i}") for i in range(10)))
+    async with factory(read_only=True) as uow:
+        page = await uow.messages.list_page(conversation.id, after_seq=0, limit=20)
+    assert sorted(m.content for m in page) == [f"m{i}" for i in range(10)]
+    assert [m.seq for m in page] == list(range(1, 11))
+
+    monkeypatch.setattr(driver_writes, "WRITER_WAIT_SECONDS", 0.05)
+    async with factory():  # holds the write lock
+        with pytest.raises(ConcurrentUpdate, match="busy"):
+            await _post(factory, conversation.id, "too late")
+    await _post(factory, conversation.id, "in time")
