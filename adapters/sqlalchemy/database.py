@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import (
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./chatbots.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+UNMANAGED_TRANSACTIONS = "chatbots_unmanaged_transactions"
 
 
 def is_sqlite(url: str) -> bool:
@@ -30,17 +31,22 @@ JSON_OPTIONS: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializ
 
 
 def create_engine(url: str, *, pool_size: int = 20, max_overflow: int = 0) -> AsyncEngine:
-    if is_sqlite(url):
-        engine = create_async_engine(url, **JSON_OPTIONS)
-        _configure_sqlite(engine)
-        return engine
     options: dict[str, Any] = {
         **JSON_OPTIONS,
+        # Connections kept open, not opened per burst: under load, overflow connections are
+        # opened and closed all the time, and on SQLite each is a thread and four PRAGMAs.
         "pool_size": pool_size,
         "max_overflow": max_overflow,
         # Waiting for a connection is bounded: past it the caller gets an error, not a hang.
         "pool_timeout": 30,
     }
+    if is_sqlite(url):
+        if make_url(url).database in (None, "", ":memory:"):  # one shared connection, no pool
+            del options["pool_size"], options["max_overflow"], options["pool_timeout"]
+        # Reset on return is `_on_reset` below: a rollback only if a transaction is open.
+        engine = create_async_engine(url, pool_reset_on_return=None, **options)
+        _configure_sqlite(engine)
+        return engine
     return create_async_engine(url, **options)
 
 
@@ -58,9 +64,27 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
-            return  # read-only work: each statement reads a consistent snapshot on its own
+        if connection.get_execution_options().get(UNMANAGED_TRANSACTIONS):
+            return  # reads on their own, or a transaction the unit of work runs itself
         # IMMEDIATE takes the write lock up front. A deferred transaction that read first and
         # writes later fails with SQLITE_BUSY_SNAPSHOT under concurrency instead of waiting,
         # so this is what makes concurrent appends to one conversation queue up safely.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, record: Any, state: Any) -> None:
+        # Every call on an aiosqlite connection is a hop to its thread and back: a connection
+        # that holds no transaction (most: reads, committed units of work) goes back as it is.
+        if state.asyncio_safe and record.driver_connection.in_transaction:
+            dbapi_connection.rollback()
+
+
+def without_transactions(engine: AsyncEngine) -> AsyncEngine:
+    """`engine`, on whose connections SQLAlchemy never begins a transaction: each read runs on
+    its own, and a writing unit of work begins and ends its transaction with the driver."""
+    if engine.dialect.name == "sqlite":
+        # The driver is in autocommit mode from the start (`_on_connect`): a flag for
+        # `_on_begin` does it, without switching the isolation level at every checkout and
+        # back at every return, each a hop to the connection's thread.
+        return engine.execution_options(**{UNMANAGED_TRANSACTIONS: True})
+    return engine.execution_options(isolation_level="AUTOCOMMIT")

@@ -29,7 +29,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy import inspect
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import make_transient_to_detached
 
 from adapters.sqlalchemy import tables
@@ -210,10 +210,10 @@ def _prefixed(entity: object, keys: Sequence[str]) -> dict[str, Any]:
 class DriverTransaction:
     """The transaction of one writing unit of work, run on the driver's connection."""
 
-    def __init__(self, ops: _DriverOps, writes: CompiledWrites, connection: AsyncConnection):
+    def __init__(self, ops: _DriverOps, writes: CompiledWrites) -> None:
         self._ops = ops
         self._writes = writes
-        self._connection = connection
+        self._connection: AsyncConnection | None = None
         self._driver: Any = None
         self._transaction: Any = None
         self.active = False
@@ -225,9 +225,17 @@ class DriverTransaction:
         self._new_messages: list[Message] = []
         self._removed: list[Conversation] = []
 
-    async def begin(self) -> None:
+    @property
+    def connection(self) -> AsyncConnection:
+        if self._connection is None:
+            raise RuntimeError("the transaction has not begun")
+        return self._connection
+
+    async def begin(self, engine: AsyncEngine) -> None:
+        """Takes a connection from `engine`'s pool (whose connections must be in autocommit
+        mode) and begins the transaction on it."""
         writers = self._ops.writers
-        if writers is not None:
+        if writers is not None:  # first: a writer waiting for its turn holds no connection
             try:
                 await asyncio.wait_for(writers.acquire(), WRITER_WAIT_SECONDS)
             except TimeoutError:
@@ -235,10 +243,13 @@ class DriverTransaction:
             self._holds_writers = True
         self.active = True
         try:
+            self._connection = await engine.connect()
             self._driver = await driver_connection(self._connection)
             self._transaction = await self._call(self._ops.begin(self._driver))
         except BaseException:
             self._end()
+            if self._connection is not None:
+                await self._connection.close()
             raise
 
     def _end(self) -> None:
@@ -257,7 +268,7 @@ class DriverTransaction:
                 # restarted server, a statement cut short by cancellation): its pool must not
                 # hand it out again.
                 self._end()
-                await self._connection.invalidate()
+                await self.connection.invalidate()
                 raise
             translated = self._ops.translate(error)
             if translated is None:
@@ -275,7 +286,7 @@ class DriverTransaction:
         if known is not None and (not lock or conversation_id in self._locked):
             return known[0]
         read = self._writes.conversation_for_update if lock else self._writes.conversation_by_id
-        found = await self._call(read.all(self._connection, self._driver, id=conversation_id))
+        found = await self._call(read.all(self.connection, self._driver, id=conversation_id))
         if not found:
             return None
         conversation: Conversation = found[0]
@@ -296,7 +307,7 @@ class DriverTransaction:
         check included) only if the unit of work changes or deletes it."""
         if bot_id not in self._bots:
             found = await self._call(
-                self._writes.bot_by_id.all(self._connection, self._driver, id=bot_id)
+                self._writes.bot_by_id.all(self.connection, self._driver, id=bot_id)
             )
             if found:
                 make_transient_to_detached(found[0])
@@ -371,7 +382,7 @@ class DriverTransaction:
         self._bots.clear()
         if self.active:
             try:
-                if not self._connection.invalidated:
+                if not self.connection.invalidated:
                     await self._call(self._ops.rollback(self._driver, self._transaction))
             finally:
                 self._end()

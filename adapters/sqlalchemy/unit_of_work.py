@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from sqlalchemy.orm.exc import StaleDataError
 
 from adapters.sqlalchemy import repositories as repos
+from adapters.sqlalchemy.database import without_transactions
 from adapters.sqlalchemy.driver_reads import CompiledReads, DriverReads
 from adapters.sqlalchemy.driver_writes import DRIVER_OPS, CompiledWrites, DriverTransaction
 from adapters.sqlalchemy.mappers import start_mappers
@@ -25,7 +26,7 @@ class SqlAlchemyUnitOfWorkFactory:
         # Units of work take autocommit connections from the same pool: read-only ones need no
         # BEGIN/ROLLBACK round trips on PostgreSQL and no write lock on SQLite, and writing ones
         # begin and end their transaction with the driver (driver_writes.py).
-        self.autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.autocommit_engine = without_transactions(engine)
         self.compiled_reads = CompiledReads(engine.dialect)
         ops = DRIVER_OPS.get(engine.dialect.driver)
         self.driver_ops = None if ops is None else ops()
@@ -75,14 +76,9 @@ class SqlAlchemyUnitOfWork:
             self._connection = await factory.autocommit_engine.connect()
             reads = DriverReads(factory.compiled_reads, self._connection)
         elif factory.driver_ops is not None:
-            connection = await factory.autocommit_engine.connect()
-            transaction = DriverTransaction(factory.driver_ops, factory.compiled_writes, connection)
-            try:
-                await transaction.begin()
-            except BaseException:
-                await connection.close()
-                raise
-            self._connection, self._transaction = connection, transaction
+            transaction = DriverTransaction(factory.driver_ops, factory.compiled_writes)
+            await transaction.begin(factory.autocommit_engine)
+            self._connection, self._transaction = transaction.connection, transaction
         self._entered = True
         session = self._open_session
         self.users = repos.SqlAlchemyUserRepository(session, reads)

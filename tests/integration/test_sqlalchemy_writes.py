@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sqlalchemy import driver_writes
-from adapters.sqlalchemy.database import create_engine
+from adapters.sqlalchemy.database import create_engine, without_transactions
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork, SqlAlchemyUnitOfWorkFactory
 from application.errors import ConcurrentUpdate, DuplicateKey
 from application.ports import IdempotencyRecord
@@ -290,3 +290,23 @@ async def test_sqlite_writers_of_one_process_queue_and_never_stay_blocked(
         with pytest.raises(ConcurrentUpdate, match="busy"):
             await _post(factory, conversation.id, "too late")
     await _post(factory, conversation.id, "in time")
+
+
+async def test_a_sqlite_connection_returned_inside_a_transaction_is_rolled_back(
+    sqlite_url: str,
+) -> None:
+    """SQLite connections go back to the pool without a reset round trip, unless a transaction
+    is open: then it is rolled back, and its write lock released."""
+    engine = await clean_engine(sqlite_url)
+    factory = SqlAlchemyUnitOfWorkFactory(engine)
+    _, bot = await _owner_and_bot(factory)
+    async with without_transactions(engine).connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        await driver.execute_fetchall("BEGIN IMMEDIATE")
+        await driver.execute_fetchall("UPDATE bots SET name = 'lost'")
+        assert driver.in_transaction
+    async with factory() as uow:  # would wait for the write lock, then fail
+        loaded = await uow.bots.get(bot.id)
+        assert loaded is not None
+        assert loaded.name == bot.name
+        await uow.commit()
