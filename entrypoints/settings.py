@@ -36,9 +36,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(
         20,
         ge=1,
-        description="Database connections per worker (PostgreSQL and SQLite), kept open. Requests beyond it wait "
-        "for a free one (up to 30 s) instead of opening more; workers x pool size must stay "
-        "below the server's max_connections.",
+        description="Database connections per worker (PostgreSQL and SQLite), kept open. "
+        "Requests beyond it wait for a free one (up to 30 s) instead of opening more; workers "
+        "x pool size must stay below the server's max_connections.",
     )
     db_max_overflow: int = Field(
         0,
