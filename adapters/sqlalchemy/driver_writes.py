@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -258,7 +258,10 @@ class DriverTransaction:
             self._holds_writers = False
             self._ops.writers.release()
 
-    async def _call(self, operation: Any) -> Any:
+    async def _call(self, operation: Coroutine[Any, Any, Any]) -> Any:
+        if not self.active:
+            operation.close()
+            raise RuntimeError("the unit of work's transaction has ended")
         try:
             return await operation
         except BaseException as error:
@@ -304,7 +307,8 @@ class DriverTransaction:
 
     async def bot(self, bot_id: UUID) -> Bot | None:
         """A bot as the ORM would load it, detached: the ORM session takes it over (version
-        check included) only if the unit of work changes or deletes it."""
+        check included) only if the unit of work changes or deletes it. (So a writing unit of
+        work reads bots by id only through here, never also through its session.)"""
         if bot_id not in self._bots:
             found = await self._call(
                 self._writes.bot_by_id.all(self.connection, self._driver, id=bot_id)

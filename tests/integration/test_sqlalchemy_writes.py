@@ -310,3 +310,17 @@ async def test_a_sqlite_connection_returned_inside_a_transaction_is_rolled_back(
         assert loaded is not None
         assert loaded.name == bot.name
         await uow.commit()
+
+
+async def test_after_commit_the_unit_of_work_runs_no_statement(sql_engine: AsyncEngine) -> None:
+    """Its transaction has ended: a statement now would run outside any transaction."""
+    factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
+    owner, bot = await _owner_and_bot(factory)
+    conversation = _conversation(bot, owner)
+    async with factory() as uow:
+        await uow.conversations.add(conversation)
+        await uow.commit()
+        with pytest.raises(RuntimeError, match="ended"):
+            await uow.conversations.get_for_update(conversation.id)
+        with pytest.raises(RuntimeError, match="ended"):
+            await uow.users.get(owner.id)
