@@ -1,21 +1,22 @@
-"""Writing units of work on the database driver's own connection, for conversations and messages.
+"""Writing units of work on the database driver's own connection.
 
-Why: posting a message is the service's hottest write. Through the ORM, locking the
-conversation, inserting the messages and updating the conversation's counter cost ~1.3 ms of
-CPU a post on this machine (the ORM's flush sorts a dependency graph, builds per-object state and
-compiles cache keys for two rows); the same statements compiled once and run on the driver's
-connection cost a fraction of that (see bench/).
+Why: posting a message is the service's hottest write. In-process, a post to a knowledge bot
+(lock the conversation, read its bot, insert two messages, update the conversation) cost 2.1 ms
+of CPU through the ORM on this machine, and 0.8 ms with the same statements compiled once and run
+on the driver's connection: the ORM's flush sorts a dependency graph, builds per-object state
+and computes cache keys for every statement (see bench/).
 
-How: a writing unit of work holds one pooled connection in AUTOCOMMIT mode, so SQLAlchemy never
-opens or ends a transaction on it, and `DriverTransaction` begins and ends the transaction with
-the driver itself (asyncpg's `Transaction`, SQLite's `BEGIN IMMEDIATE`). Conversations and
-messages go through it: conversations are read (with a row lock when asked) into an identity map
-and remembered as loaded; at commit, new ones are inserted, changed ones get an UPDATE of the
-changed columns, removed ones a DELETE. Everything else goes through an ORM session bound to the
-same connection, which only ever flushes, before these statements, inside the same transaction.
-Statements are SQLAlchemy Core compiled by the engine's dialect, with every value through its
-column type's bind processor, as the ORM would send them. Drivers other than asyncpg and
-aiosqlite keep the ORM for everything.
+How: a writing unit of work holds one pooled connection on which SQLAlchemy begins no
+transaction (`database.without_transactions`), and `DriverTransaction` begins and ends the
+transaction with the driver itself (asyncpg's `Transaction`, SQLite's `BEGIN IMMEDIATE`).
+Conversations are read (locked when asked) into an identity map and remembered as loaded; at
+commit, new conversations and messages are inserted, changed conversations get an UPDATE of the
+changed columns, removed ones a DELETE. Bots are read the same way, detached, and handed to the
+ORM only if the unit of work changes them (so their version check stays the ORM's). Everything
+else goes through an ORM session bound to the same connection, which only ever flushes, first,
+inside the same transaction. Statements are SQLAlchemy Core compiled by the engine's dialect,
+with every value through its column type's bind processor, as the ORM would send them. Drivers
+other than asyncpg and aiosqlite keep the ORM for everything.
 """
 
 from __future__ import annotations
