@@ -14,6 +14,7 @@ from adapters.sqlalchemy.database import create_engine
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork, SqlAlchemyUnitOfWorkFactory
 from application.ports import BotFilter
 from tests.conftest import clean_engine
+from tests.databases import terminate_backend
 from tests.factories import BotFactory, UserFactory
 
 pytestmark = pytest.mark.integration
@@ -100,9 +101,7 @@ async def test_a_connection_that_broke_under_a_driver_read_is_not_reused(
         async with factory(read_only=True) as uow:
             assert isinstance(uow, SqlAlchemyUnitOfWork)
             assert uow._connection is not None
-            backend = (await uow._connection.exec_driver_sql("SELECT pg_backend_pid()")).scalar()
-        async with admin_engine.connect() as admin:
-            await admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(backend)})")
+            await terminate_backend(uow._connection, admin_engine)
         with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the driver raises
             async with factory(read_only=True) as uow:
                 await uow.users.get(owner.id)

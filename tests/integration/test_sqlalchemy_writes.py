@@ -21,6 +21,7 @@ from domain.bots import Bot
 from domain.conversations import Conversation, MessageRole
 from domain.users import User
 from tests.conftest import clean_engine
+from tests.databases import terminate_backend
 from tests.factories import BotFactory, UserFactory
 
 pytestmark = pytest.mark.integration
@@ -38,6 +39,15 @@ async def _owner_and_bot(factory: SqlAlchemyUnitOfWorkFactory) -> tuple[User, Bo
 
 def _conversation(bot: Bot, owner: User) -> Conversation:
     return Conversation.start(id=uuid.uuid4(), bot_id=bot.id, now=bot.created_at, user_id=owner.id)
+
+
+async def _stored_conversation(factory: SqlAlchemyUnitOfWorkFactory) -> Conversation:
+    owner, bot = await _owner_and_bot(factory)
+    conversation = _conversation(bot, owner)
+    async with factory() as uow:
+        await uow.conversations.add(conversation)
+        await uow.commit()
+    return conversation
 
 
 async def _post(
@@ -58,17 +68,14 @@ async def _post(
 
 async def test_a_post_needs_no_orm_session(sql_engine: AsyncEngine) -> None:
     factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
-    owner, bot = await _owner_and_bot(factory)
-    conversation = _conversation(bot, owner)
-    async with factory() as uow:
-        await uow.conversations.add(conversation)
-        await uow.commit()
+    conversation = await _stored_conversation(factory)
     async with factory() as uow:
         assert isinstance(uow, SqlAlchemyUnitOfWork)
         locked = await uow.conversations.get_for_update(conversation.id)
         assert locked is not None
         assert await uow.conversations.get(conversation.id) is locked  # one object per row
-        assert await uow.bots.get(bot.id) is await uow.bots.get(bot.id)
+        bot_id = conversation.bot_id
+        assert await uow.bots.get(bot_id) is await uow.bots.get(bot_id)
         message = locked.append(
             message_id=uuid.uuid4(), role=MessageRole.USER, content="hi", now=locked.created_at
         )
@@ -85,11 +92,7 @@ async def test_a_post_needs_no_orm_session(sql_engine: AsyncEngine) -> None:
 
 async def test_nothing_is_written_without_commit(sql_engine: AsyncEngine) -> None:
     factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
-    owner, bot = await _owner_and_bot(factory)
-    conversation = _conversation(bot, owner)
-    async with factory() as uow:
-        await uow.conversations.add(conversation)
-        await uow.commit()
+    conversation = await _stored_conversation(factory)
     await _post(factory, conversation.id, "kept")
     with pytest.raises(RuntimeError, match="changed my mind"):
         async with factory() as uow:
@@ -149,11 +152,7 @@ async def test_a_broken_unique_rule_rolls_the_whole_transaction_back(
     sql_engine: AsyncEngine,
 ) -> None:
     factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
-    owner, bot = await _owner_and_bot(factory)
-    conversation = _conversation(bot, owner)
-    async with factory() as uow:
-        await uow.conversations.add(conversation)
-        await uow.commit()
+    conversation = await _stored_conversation(factory)
     with pytest.raises(DuplicateKey):
         async with factory() as uow:
             locked = await uow.conversations.get_for_update(conversation.id)
@@ -178,11 +177,7 @@ async def test_a_broken_unique_rule_rolls_the_whole_transaction_back(
 
 async def test_deleting_a_conversation_deletes_its_messages(sql_engine: AsyncEngine) -> None:
     factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
-    owner, bot = await _owner_and_bot(factory)
-    conversation = _conversation(bot, owner)
-    async with factory() as uow:
-        await uow.conversations.add(conversation)
-        await uow.commit()
+    conversation = await _stored_conversation(factory)
     await _post(factory, conversation.id, "bye")
     async with factory() as uow:
         locked = await uow.conversations.get_for_update(conversation.id)
@@ -199,11 +194,7 @@ async def test_an_update_sets_only_the_changed_columns(postgresql_url: str) -> N
     """Two transactions change different columns of one conversation: both changes stay."""
     engine = await clean_engine(postgresql_url)
     factory = SqlAlchemyUnitOfWorkFactory(engine)
-    owner, bot = await _owner_and_bot(factory)
-    conversation = _conversation(bot, owner)
-    async with factory() as uow:
-        await uow.conversations.add(conversation)
-        await uow.commit()
+    conversation = await _stored_conversation(factory)
     async with factory() as first:
         loaded = await first.conversations.get(conversation.id)  # no lock
         assert loaded is not None
@@ -230,10 +221,8 @@ async def test_a_connection_that_broke_under_a_driver_write_is_not_reused(
             await uow.conversations.add(conversation)
             assert isinstance(uow, SqlAlchemyUnitOfWork)
             assert uow._connection is not None
-            backend = (await uow._connection.exec_driver_sql("SELECT pg_backend_pid()")).scalar()
             await uow.commit()
-        async with admin_engine.connect() as admin:
-            await admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(backend)})")
+            await terminate_backend(uow._connection, admin_engine)
         with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the driver raises
             await _post(factory, conversation.id, "lost with the connection")
         await _post(factory, conversation.id, "on a new connection")
@@ -250,11 +239,7 @@ async def test_drivers_without_a_fast_path_write_through_the_orm(
     monkeypatch.setattr(driver_writes, "DRIVER_OPS", {})
     monkeypatch.setattr("adapters.sqlalchemy.unit_of_work.DRIVER_OPS", {})
     factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
-    owner, bot = await _owner_and_bot(factory)
-    conversation = _conversation(bot, owner)
-    async with factory() as uow:
-        await uow.conversations.add(conversation)
-        await uow.commit()
+    conversation = await _stored_conversation(factory)
     await _post(factory, conversation.id, "through the ORM")
     async with factory() as uow:
         assert isinstance(uow, SqlAlchemyUnitOfWork)
@@ -271,11 +256,7 @@ async def test_sqlite_writers_of_one_process_queue_and_never_stay_blocked(
 ) -> None:
     engine = await clean_engine(sqlite_url)
     factory = SqlAlchemyUnitOfWorkFactory(engine)
-    owner, bot = await _owner_and_bot(factory)
-    conversation = _conversation(bot, owner)
-    async with factory() as uow:
-        await uow.conversations.add(conversation)
-        await uow.commit()
+    conversation = await _stored_conversation(factory)
     with pytest.raises(RuntimeError):  # a unit of work that fails lets the next one in
         async with factory() as uow:
             raise RuntimeError
@@ -316,11 +297,10 @@ async def test_after_commit_the_unit_of_work_runs_no_statement(sql_engine: Async
     """Its transaction has ended: a statement now would run outside any transaction."""
     factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
     owner, bot = await _owner_and_bot(factory)
-    conversation = _conversation(bot, owner)
     async with factory() as uow:
-        await uow.conversations.add(conversation)
+        await uow.conversations.add(_conversation(bot, owner))
         await uow.commit()
         with pytest.raises(RuntimeError, match="ended"):
-            await uow.conversations.get_for_update(conversation.id)
+            await uow.conversations.get_for_update(bot.id)
         with pytest.raises(RuntimeError, match="ended"):
             await uow.users.get(owner.id)
