@@ -107,11 +107,15 @@ class SqlAlchemyUnitOfWork:
                 # close() rolls back whatever was not committed, and (unlike rollback())
                 # leaves loaded objects readable by the caller instead of expiring them.
                 await session.close()
-            if transaction is not None and transaction.active:
-                await transaction.rollback()
         finally:
-            if connection is not None:
-                await connection.close()
+            try:
+                # Whatever happened above: a connection must not go back to the pool inside
+                # a transaction, nor SQLite's writers wait for one that will never end.
+                if transaction is not None and transaction.active:
+                    await transaction.rollback()
+            finally:
+                if connection is not None:
+                    await connection.close()
 
     async def commit(self) -> None:
         if self._read_only:

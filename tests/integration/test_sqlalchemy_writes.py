@@ -10,7 +10,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from adapters.sqlalchemy import driver_writes
 from adapters.sqlalchemy.database import create_engine, without_transactions
@@ -304,3 +304,25 @@ async def test_after_commit_the_unit_of_work_runs_no_statement(sql_engine: Async
             await uow.conversations.get_for_update(bot.id)
         with pytest.raises(RuntimeError, match="ended"):
             await uow.users.get(owner.id)
+
+
+async def test_a_failure_while_closing_still_ends_the_transaction(
+    sql_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Otherwise its row lock (PostgreSQL) or the write lock (SQLite) would outlive it."""
+    factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
+    conversation = await _stored_conversation(factory)
+
+    async def broken_close(_session: AsyncSession) -> None:
+        raise RuntimeError("close failed")
+
+    with pytest.raises(RuntimeError, match="close failed"):
+        async with factory() as uow:
+            locked = await uow.conversations.get_for_update(conversation.id)
+            assert locked is not None
+            assert locked.user_id is not None
+            await uow.users.get(locked.user_id)  # opens the ORM session
+            monkeypatch.setattr(AsyncSession, "close", broken_close)
+    monkeypatch.undo()
+    async with asyncio.timeout(5):
+        await _post(factory, conversation.id, "the lock is free")
