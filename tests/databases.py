@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from adapters.sqlalchemy import tables
 from adapters.sqlalchemy.migrations_runner import upgrade
@@ -79,8 +79,7 @@ async def truncate_all(engine: sa.ext.asyncio.AsyncEngine) -> None:
                 await connection.execute(table.delete())
 
 
-async def terminate_backend(connection: AsyncConnection, admin: AsyncEngine) -> None:
-    """Ends the PostgreSQL server process behind `connection`, as a server restart would."""
-    backend = (await connection.exec_driver_sql("SELECT pg_backend_pid()")).scalar()
+async def terminate_backend(backend_pid: int, admin: AsyncEngine) -> None:
+    """Ends a PostgreSQL server process, as a server restart would."""
     async with admin.connect() as other:
-        await other.exec_driver_sql(f"SELECT pg_terminate_backend({int(backend)})")
+        await other.exec_driver_sql(f"SELECT pg_terminate_backend({int(backend_pid)})")

@@ -11,7 +11,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from adapters.sqlalchemy import repositories as repos
 from adapters.sqlalchemy.database import without_transactions
-from adapters.sqlalchemy.driver_reads import CompiledReads, DriverReads
+from adapters.sqlalchemy.driver_reads import CompiledReads, DriverReads, RawConnection
 from adapters.sqlalchemy.driver_writes import DRIVER_OPS, CompiledWrites, DriverTransaction
 from adapters.sqlalchemy.mappers import start_mappers
 from application.errors import ConcurrentUpdate, DuplicateKey
@@ -27,6 +27,11 @@ class SqlAlchemyUnitOfWorkFactory:
         # BEGIN/ROLLBACK round trips on PostgreSQL and no write lock on SQLite, and writing ones
         # begin and end their transaction with the driver (driver_writes.py).
         self.autocommit_engine = without_transactions(engine)
+        # Reads that have no compiled form take a connection of their own, in autocommit mode.
+        self.reading_sessions = async_sessionmaker(
+            self.autocommit_engine, expire_on_commit=False, autoflush=False
+        )
+        self.engine = engine
         self.compiled_reads = CompiledReads(engine.dialect)
         ops = DRIVER_OPS.get(engine.dialect.driver)
         self.driver_ops = None if ops is None else ops()
@@ -52,6 +57,7 @@ class SqlAlchemyUnitOfWork:
         self._entered = False
         self._session: AsyncSession | None = None
         self._connection: AsyncConnection | None = None
+        self._raw: RawConnection | None = None
         self._transaction: DriverTransaction | None = None
 
     @property
@@ -61,9 +67,13 @@ class SqlAlchemyUnitOfWork:
         if self._transaction is not None and not self._transaction.active:
             raise RuntimeError("the unit of work's transaction has ended")
         if self._session is None:
-            sessions = self._factory.sessions
-            connection = self._connection
-            self._session = sessions() if connection is None else sessions(bind=connection)
+            factory, connection = self._factory, self._connection
+            if connection is not None:
+                self._session = factory.sessions(bind=connection)
+            elif self._read_only:
+                self._session = factory.reading_sessions()
+            else:
+                self._session = factory.sessions()
         return self._session
 
     def _open_session(self) -> AsyncSession:
@@ -72,7 +82,10 @@ class SqlAlchemyUnitOfWork:
     async def __aenter__(self) -> Self:
         factory = self._factory
         reads = transaction = None
-        if self._read_only:
+        if self._read_only and factory.compiled_reads.on_driver:
+            self._raw = await RawConnection.take(factory.engine)
+            reads = DriverReads(factory.compiled_reads, self._raw)
+        elif self._read_only:
             self._connection = await factory.autocommit_engine.connect()
             reads = DriverReads(factory.compiled_reads, self._connection)
         elif factory.driver_ops is not None:
@@ -100,7 +113,8 @@ class SqlAlchemyUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         session, connection, transaction = self._session, self._connection, self._transaction
-        self._session, self._connection, self._transaction = None, None, None
+        raw = self._raw
+        self._session, self._connection, self._transaction, self._raw = None, None, None, None
         self._entered = False
         try:
             if session is not None:
@@ -116,6 +130,8 @@ class SqlAlchemyUnitOfWork:
             finally:
                 if connection is not None:
                     await connection.close()
+                if raw is not None:
+                    await raw.close()
 
     async def commit(self) -> None:
         if self._read_only:

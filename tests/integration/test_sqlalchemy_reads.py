@@ -44,11 +44,11 @@ async def test_hot_reads_open_no_session_and_hold_one_connection(sql_engine: Asy
         assert await uow.bots.get(bot.id) is not None
         assert uow._session is None  # the ORM was never needed
         assert _checked_out(sql_engine) == before + 1
-        # A read without a compiled form opens the session on the same connection.
+        # A read without a compiled form opens a session, on a connection of its own.
         page = await uow.bots.list_page(BotFilter(owner_id=owner.id), after=None, limit=5)
         assert [b.id for b in page] == [bot.id]
         assert uow._session is not None
-        assert _checked_out(sql_engine) == before + 1
+        assert _checked_out(sql_engine) == before + 2
     assert _checked_out(sql_engine) == before
 
 
@@ -100,8 +100,8 @@ async def test_a_connection_that_broke_under_a_driver_read_is_not_reused(
         owner, _ = await _stored_bot(factory)
         async with factory(read_only=True) as uow:
             assert isinstance(uow, SqlAlchemyUnitOfWork)
-            assert uow._connection is not None
-            await terminate_backend(uow._connection, admin_engine)
+            assert uow._raw is not None
+            await terminate_backend(uow._raw.driver.get_server_pid(), admin_engine)
         with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the driver raises
             async with factory(read_only=True) as uow:
                 await uow.users.get(owner.id)

@@ -222,7 +222,9 @@ async def test_a_connection_that_broke_under_a_driver_write_is_not_reused(
             assert isinstance(uow, SqlAlchemyUnitOfWork)
             assert uow._connection is not None
             await uow.commit()
-            await terminate_backend(uow._connection, admin_engine)
+            raw = await uow._connection.get_raw_connection()
+            backend_pid = raw.driver_connection.get_server_pid()
+        await terminate_backend(backend_pid, admin_engine)
         with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the driver raises
             await _post(factory, conversation.id, "lost with the connection")
         await _post(factory, conversation.id, "on a new connection")
