@@ -9,6 +9,7 @@ from typing import Any
 
 import factory
 
+from application.ports import UnitOfWorkFactory
 from domain.bots import (
     DEFAULT_FALLBACK_MESSAGE,
     Bot,
@@ -148,3 +149,16 @@ class FeedbackFactory(factory.Factory[Feedback]):
     comment = ""
     created_at = factory.LazyFunction(next_time)
     updated_at = factory.SelfAttribute("created_at")
+
+
+async def stored_owner_and_bot(
+    uow_factory: UnitOfWorkFactory, **bot_fields: object
+) -> tuple[User, Bot]:
+    """A user and a bot of theirs, committed through `uow_factory`."""
+    owner = UserFactory()
+    bot = BotFactory(owner_id=owner.id, **bot_fields)
+    async with uow_factory() as uow:
+        await uow.users.add(owner)
+        await uow.bots.add(bot)
+        await uow.commit()
+    return owner, bot

@@ -28,6 +28,7 @@ from tests.factories import (
     RefreshTokenFactory,
     UserFactory,
     next_time,
+    stored_owner_and_bot,
 )
 
 pytestmark = pytest.mark.contract
@@ -109,16 +110,6 @@ async def test_changes_to_loaded_entities_persist(uow_factory: UnitOfWorkFactory
         assert again.display_name == "New Name"
 
 
-async def _owner_and_bot(uow_factory: UnitOfWorkFactory, **bot_fields: object) -> tuple:  # type: ignore[type-arg]
-    owner = UserFactory()
-    bot = BotFactory(owner_id=owner.id, **bot_fields)
-    async with uow_factory() as uow:
-        await uow.users.add(owner)
-        await uow.bots.add(bot)
-        await uow.commit()
-    return owner, bot
-
-
 async def test_concurrent_writers_of_one_version_only_one_wins(
     uow_factory: UnitOfWorkFactory,
 ) -> None:
@@ -127,7 +118,7 @@ async def test_concurrent_writers_of_one_version_only_one_wins(
     PostgreSQL and memory let both read and stop the loser at commit (ConcurrentUpdate); SQLite
     serialises the transactions, so the loser sees the new version (the stale-check refuses).
     """
-    _, bot = await _owner_and_bot(uow_factory)
+    _, bot = await stored_owner_and_bot(uow_factory)
 
     async def write(name: str) -> str:
         try:
@@ -152,7 +143,7 @@ async def test_concurrent_writers_of_one_version_only_one_wins(
 
 
 async def test_bot_filters_and_newest_first(uow_factory: UnitOfWorkFactory) -> None:
-    owner, first = await _owner_and_bot(uow_factory, name="Support helper")
+    owner, first = await stored_owner_and_bot(uow_factory, name="Support helper")
     second = BotFactory(owner_id=owner.id, name="Sales", status=BotStatus.PUBLISHED)
     other_owner = UserFactory()
     foreign = BotFactory(owner_id=other_owner.id, name="Support 100%_off")
@@ -182,7 +173,7 @@ async def test_bot_filters_and_newest_first(uow_factory: UnitOfWorkFactory) -> N
 
 
 async def test_knowledge_round_trip_and_order(uow_factory: UnitOfWorkFactory) -> None:
-    _, bot = await _owner_and_bot(uow_factory)
+    _, bot = await stored_owner_and_bot(uow_factory)
     entries = [
         KnowledgeEntryFactory(bot_id=bot.id, examples=[f"ex {i}"], tags=["t"]) for i in range(30)
     ]
@@ -231,7 +222,7 @@ async def _conversation_with_messages(
 
 
 async def test_deleting_a_bot_deletes_everything_under_it(uow_factory: UnitOfWorkFactory) -> None:
-    owner, bot = await _owner_and_bot(uow_factory)
+    owner, bot = await stored_owner_and_bot(uow_factory)
     entry = KnowledgeEntryFactory(bot_id=bot.id)
     key = BotApiKeyFactory(bot_id=bot.id)
     async with uow_factory() as uow:
@@ -260,7 +251,7 @@ async def test_deleting_a_bot_deletes_everything_under_it(uow_factory: UnitOfWor
 
 
 async def test_api_keys(uow_factory: UnitOfWorkFactory) -> None:
-    _, bot = await _owner_and_bot(uow_factory)
+    _, bot = await stored_owner_and_bot(uow_factory)
     keys = [BotApiKeyFactory(bot_id=bot.id) for _ in range(2)]
     async with uow_factory() as uow:
         for key in keys:
@@ -308,7 +299,7 @@ async def test_refresh_token_families_revoke(uow_factory: UnitOfWorkFactory) -> 
 
 
 async def test_messages_history_and_recent(uow_factory: UnitOfWorkFactory) -> None:
-    owner, bot = await _owner_and_bot(uow_factory)
+    owner, bot = await stored_owner_and_bot(uow_factory)
     conversation, messages = await _conversation_with_messages(uow_factory, bot.id, owner.id, 7)
     async with uow_factory() as uow:
         page = await uow.messages.list_page(conversation.id, after_seq=2, limit=3)
@@ -324,7 +315,7 @@ async def test_messages_history_and_recent(uow_factory: UnitOfWorkFactory) -> No
 
 
 async def test_a_sequence_number_is_never_used_twice(uow_factory: UnitOfWorkFactory) -> None:
-    owner, bot = await _owner_and_bot(uow_factory)
+    owner, bot = await stored_owner_and_bot(uow_factory)
     conversation, _ = await _conversation_with_messages(uow_factory, bot.id, owner.id, 1)
     clash = ConversationFactory.build().append  # a message from elsewhere, forced to seq 1
     duplicate = clash(message_id=uuid.uuid4(), role=MessageRole.USER, content="x", now=next_time())
@@ -336,7 +327,7 @@ async def test_a_sequence_number_is_never_used_twice(uow_factory: UnitOfWorkFact
 
 
 async def test_concurrent_appends_stay_gap_free(uow_factory: UnitOfWorkFactory) -> None:
-    owner, bot = await _owner_and_bot(uow_factory)
+    owner, bot = await stored_owner_and_bot(uow_factory)
     conversation, _ = await _conversation_with_messages(uow_factory, bot.id, owner.id, 0)
 
     async def append(i: int) -> None:
@@ -360,7 +351,7 @@ async def test_concurrent_appends_stay_gap_free(uow_factory: UnitOfWorkFactory) 
 
 
 async def test_conversation_filters(uow_factory: UnitOfWorkFactory) -> None:
-    owner, bot = await _owner_and_bot(uow_factory)
+    owner, bot = await stored_owner_and_bot(uow_factory)
     mine, messages = await _conversation_with_messages(uow_factory, bot.id, owner.id, 2)
     keyed = ConversationFactory(bot_id=bot.id, user_id=None, external_user_id="ext-1")
     keyed.close(next_time())
@@ -412,7 +403,7 @@ async def test_idempotency_records(uow_factory: UnitOfWorkFactory) -> None:
 
 
 async def test_bot_stats(uow_factory: UnitOfWorkFactory) -> None:
-    owner, bot = await _owner_and_bot(uow_factory)
+    owner, bot = await stored_owner_and_bot(uow_factory)
     conversation, messages = await _conversation_with_messages(uow_factory, bot.id, owner.id, 6)
     async with uow_factory() as uow:
         await uow.feedback.add(
@@ -465,7 +456,7 @@ async def test_read_only_reads_return_what_was_stored_field_for_field(
 ) -> None:
     """Read-only units of work may read by other means (SQLAlchemy: on the driver's own
     connection): the entities must be the ones a writing unit of work loads, types included."""
-    owner, bot = await _owner_and_bot(
+    owner, bot = await stored_owner_and_bot(
         uow_factory, engine_config={"top_k": 3, "threshold": 0.5}, status=BotStatus.PUBLISHED
     )
     conversation, _ = await _conversation_with_messages(uow_factory, bot.id, owner.id, 5)

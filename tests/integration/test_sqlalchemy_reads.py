@@ -15,7 +15,7 @@ from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork, SqlAlchemyUni
 from application.ports import BotFilter
 from tests.conftest import clean_engine
 from tests.databases import terminate_backend
-from tests.factories import BotFactory, UserFactory
+from tests.factories import stored_owner_and_bot
 
 pytestmark = pytest.mark.integration
 
@@ -24,19 +24,9 @@ def _checked_out(engine: AsyncEngine) -> int:
     return engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined,no-any-return]
 
 
-async def _stored_bot(factory: SqlAlchemyUnitOfWorkFactory) -> tuple:  # type: ignore[type-arg]
-    owner = UserFactory()
-    bot = BotFactory(owner_id=owner.id)
-    async with factory() as uow:
-        await uow.users.add(owner)
-        await uow.bots.add(bot)
-        await uow.commit()
-    return owner, bot
-
-
 async def test_hot_reads_open_no_session_and_hold_one_connection(sql_engine: AsyncEngine) -> None:
     factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
-    owner, bot = await _stored_bot(factory)
+    owner, bot = await stored_owner_and_bot(factory)
     before = _checked_out(sql_engine)
     async with factory(read_only=True) as uow:
         assert isinstance(uow, SqlAlchemyUnitOfWork)
@@ -57,7 +47,7 @@ async def test_drivers_without_a_fast_path_read_through_core(
 ) -> None:
     monkeypatch.setattr(driver_reads, "DRIVER_FETCHERS", {})
     factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
-    owner, bot = await _stored_bot(factory)
+    owner, bot = await stored_owner_and_bot(factory)
     async with factory(read_only=True) as uow:
         loaded = await uow.bots.get(bot.id)
         user = await uow.users.get(owner.id)
@@ -97,7 +87,7 @@ async def test_a_connection_that_broke_under_a_driver_read_is_not_reused(
     engine = create_engine(postgresql_url, pool_size=1)  # so the next read gets the same one
     try:
         factory = SqlAlchemyUnitOfWorkFactory(engine)
-        owner, _ = await _stored_bot(factory)
+        owner, _ = await stored_owner_and_bot(factory)
         async with factory(read_only=True) as uow:
             assert isinstance(uow, SqlAlchemyUnitOfWork)
             assert uow._raw is not None

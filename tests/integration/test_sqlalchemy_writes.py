@@ -22,19 +22,9 @@ from domain.conversations import Conversation, MessageRole
 from domain.users import User
 from tests.conftest import clean_engine
 from tests.databases import terminate_backend
-from tests.factories import BotFactory, UserFactory
+from tests.factories import BotFactory, UserFactory, stored_owner_and_bot
 
 pytestmark = pytest.mark.integration
-
-
-async def _owner_and_bot(factory: SqlAlchemyUnitOfWorkFactory) -> tuple[User, Bot]:
-    owner = UserFactory()
-    bot = BotFactory(owner_id=owner.id)
-    async with factory() as uow:
-        await uow.users.add(owner)
-        await uow.bots.add(bot)
-        await uow.commit()
-    return owner, bot
 
 
 def _conversation(bot: Bot, owner: User) -> Conversation:
@@ -42,7 +32,7 @@ def _conversation(bot: Bot, owner: User) -> Conversation:
 
 
 async def _stored_conversation(factory: SqlAlchemyUnitOfWorkFactory) -> Conversation:
-    owner, bot = await _owner_and_bot(factory)
+    owner, bot = await stored_owner_and_bot(factory)
     conversation = _conversation(bot, owner)
     async with factory() as uow:
         await uow.conversations.add(conversation)
@@ -215,7 +205,7 @@ async def test_a_connection_that_broke_under_a_driver_write_is_not_reused(
     engine = create_engine(postgresql_url, pool_size=1)  # so the next unit gets the same one
     try:
         factory = SqlAlchemyUnitOfWorkFactory(engine)
-        owner, bot = await _owner_and_bot(factory)
+        owner, bot = await stored_owner_and_bot(factory)
         conversation = _conversation(bot, owner)
         async with factory() as uow:
             await uow.conversations.add(conversation)
@@ -282,7 +272,7 @@ async def test_a_sqlite_connection_returned_inside_a_transaction_is_rolled_back(
     is open: then it is rolled back, and its write lock released."""
     engine = await clean_engine(sqlite_url)
     factory = SqlAlchemyUnitOfWorkFactory(engine)
-    _, bot = await _owner_and_bot(factory)
+    _, bot = await stored_owner_and_bot(factory)
     async with without_transactions(engine).connect() as connection:
         driver = (await connection.get_raw_connection()).driver_connection
         await driver.execute_fetchall("BEGIN IMMEDIATE")
@@ -298,7 +288,7 @@ async def test_a_sqlite_connection_returned_inside_a_transaction_is_rolled_back(
 async def test_after_commit_the_unit_of_work_runs_no_statement(sql_engine: AsyncEngine) -> None:
     """Its transaction has ended: a statement now would run outside any transaction."""
     factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
-    owner, bot = await _owner_and_bot(factory)
+    owner, bot = await stored_owner_and_bot(factory)
     async with factory() as uow:
         await uow.conversations.add(_conversation(bot, owner))
         await uow.commit()
