@@ -23,9 +23,9 @@ class SqlAlchemyUnitOfWorkFactory:
     def __init__(self, engine: AsyncEngine) -> None:
         start_mappers()
         self.sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-        # Units of work take autocommit connections from the same pool: read-only ones need no
-        # BEGIN/ROLLBACK round trips on PostgreSQL and no write lock on SQLite, and writing ones
-        # begin and end their transaction with the driver (driver_writes.py).
+        # Connections without a transaction begun by SQLAlchemy: reads need no BEGIN/ROLLBACK
+        # round trips on PostgreSQL and no write lock on SQLite, and writing units of work begin
+        # and end their transaction with the driver (driver_writes.py).
         self.autocommit_engine = without_transactions(engine)
         # Reads that have no compiled form take a connection of their own, in autocommit mode.
         self.reading_sessions = async_sessionmaker(
@@ -42,13 +42,14 @@ class SqlAlchemyUnitOfWorkFactory:
 
 
 class SqlAlchemyUnitOfWork:
-    """A unit of work holds one pooled autocommit connection.
+    """A unit of work holds one pooled connection on which SQLAlchemy begins no transaction.
 
-    Read-only: its hot reads run on the driver's connection (`DriverReads`). Writing (asyncpg,
-    aiosqlite): `DriverTransaction` runs its transaction, conversations and messages included.
-    Everything else goes through an ORM session bound to that connection, opened on first use,
-    so a request that needs none never pays for one; a writing unit of work's session only
-    flushes, inside the driver's transaction. Other drivers: one ORM session does all of it.
+    Read-only (asyncpg, aiosqlite): a raw pooled connection for its hot reads on the driver
+    (`DriverReads`); other reads open a session on a connection of its own. Writing:
+    `DriverTransaction` runs its transaction, conversations, messages and bot reads included;
+    everything else goes through an ORM session bound to the same connection, which only
+    flushes. Sessions are opened on first use, so a request that needs none never pays for one.
+    Other drivers: autocommit Core reads, and one ORM session for all writes.
     """
 
     def __init__(self, factory: SqlAlchemyUnitOfWorkFactory, *, read_only: bool = False) -> None:
