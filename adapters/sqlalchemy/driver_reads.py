@@ -15,7 +15,7 @@ Core path on an autocommit `AsyncConnection`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -175,26 +175,27 @@ class CompiledReads:
         )
 
 
-class DriverReads:
-    """The compiled reads on the connection of one read-only unit of work."""
+ReadConnection = AsyncConnection | RawConnection
 
-    def __init__(self, compiled: CompiledReads, connection: AsyncConnection | RawConnection):
+
+class DriverReads:
+    """The compiled reads of one read-only unit of work, on whichever connection it holds now
+    (`connection()` gives it)."""
+
+    def __init__(
+        self, compiled: CompiledReads, connection: Callable[[], Awaitable[ReadConnection]]
+    ) -> None:
         self._compiled = compiled
         self._connection = connection
-        self._driver_connection: Any = None
-
-    async def _driver(self) -> Any:
-        if self._driver_connection is None:
-            connection = self._connection
-            self._driver_connection = (
-                connection.driver
-                if isinstance(connection, RawConnection)
-                else await driver_connection(connection)
-            )
-        return self._driver_connection
 
     async def _all(self, read: CompiledRead[Entity], **params: Any) -> list[Entity]:
-        return await read.all(self._connection, await self._driver(), **params)
+        connection = await self._connection()
+        driver = (
+            connection.driver
+            if isinstance(connection, RawConnection)
+            else await driver_connection(connection)
+        )
+        return await read.all(connection, driver, **params)
 
     async def _by_id(self, read: CompiledRead[Entity], entity_id: UUID) -> Entity | None:
         found = await self._all(read, id=entity_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 from typing import Self
 
@@ -59,6 +60,7 @@ class SqlAlchemyUnitOfWork:
         self._session: AsyncSession | None = None
         self._connection: AsyncConnection | None = None
         self._raw: RawConnection | None = None
+        self._raw_released: asyncio.Future[None] | None = None
         self._transaction: DriverTransaction | None = None
 
     @property
@@ -73,9 +75,26 @@ class SqlAlchemyUnitOfWork:
                 self._session = factory.sessions(bind=connection)
             elif self._read_only:
                 self._session = factory.reading_sessions()
+                if self._raw is not None:
+                    # From now on this unit of work reads through the session's connection.
+                    # Its raw one goes back to the pool before the session can wait for one:
+                    # holding one connection while waiting for another starves a busy pool.
+                    self._raw_released = asyncio.ensure_future(self._raw.close())
+                    self._raw = None
             else:
                 self._session = factory.sessions()
         return self._session
+
+    async def _read_connection(self) -> AsyncConnection | RawConnection:
+        """Where hot reads run: the session's connection once there is a session, else a raw
+        pooled connection taken on the first read."""
+        if self._connection is not None:
+            return self._connection
+        if self._session is not None:
+            return await self._session.connection()
+        if self._raw is None:
+            self._raw = await RawConnection.take(self._factory.engine)
+        return self._raw
 
     def _open_session(self) -> AsyncSession:
         return self.session
@@ -83,12 +102,10 @@ class SqlAlchemyUnitOfWork:
     async def __aenter__(self) -> Self:
         factory = self._factory
         reads = transaction = None
-        if self._read_only and factory.compiled_reads.on_driver:
-            self._raw = await RawConnection.take(factory.engine)
-            reads = DriverReads(factory.compiled_reads, self._raw)
-        elif self._read_only:
-            self._connection = await factory.autocommit_engine.connect()
-            reads = DriverReads(factory.compiled_reads, self._connection)
+        if self._read_only:
+            if not factory.compiled_reads.on_driver:  # Core reads need an AsyncConnection
+                self._connection = await factory.autocommit_engine.connect()
+            reads = DriverReads(factory.compiled_reads, self._read_connection)
         elif factory.driver_ops is not None:
             transaction = DriverTransaction(factory.driver_ops, factory.compiled_writes)
             await transaction.begin(factory.autocommit_engine)
@@ -114,8 +131,9 @@ class SqlAlchemyUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         session, connection, transaction = self._session, self._connection, self._transaction
-        raw = self._raw
+        raw, raw_released = self._raw, self._raw_released
         self._session, self._connection, self._transaction, self._raw = None, None, None, None
+        self._raw_released = None
         self._entered = False
         try:
             if session is not None:
@@ -133,6 +151,8 @@ class SqlAlchemyUnitOfWork:
                     await connection.close()
                 if raw is not None:
                     await raw.close()
+                if raw_released is not None:
+                    await raw_released
 
     async def commit(self) -> None:
         if self._read_only:

@@ -3,6 +3,7 @@ connection per read-only unit of work, and the plain Core path for other drivers
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
@@ -34,12 +35,36 @@ async def test_hot_reads_open_no_session_and_hold_one_connection(sql_engine: Asy
         assert await uow.bots.get(bot.id) is not None
         assert uow._session is None  # the ORM was never needed
         assert _checked_out(sql_engine) == before + 1
-        # A read without a compiled form opens a session, on a connection of its own.
+        # A read without a compiled form opens a session, whose connection takes over: the
+        # raw one goes back to the pool, and later hot reads use the session's.
         page = await uow.bots.list_page(BotFilter(owner_id=owner.id), after=None, limit=5)
         assert [b.id for b in page] == [bot.id]
         assert uow._session is not None
-        assert _checked_out(sql_engine) == before + 2
+        assert await uow.users.get(owner.id) is not None
+        assert _checked_out(sql_engine) == before + 1
     assert _checked_out(sql_engine) == before
+
+
+async def test_a_busy_pool_never_starves_units_of_work_that_need_a_session(
+    database_url: str,
+) -> None:
+    """Each holds at most one connection: with a pool of one, every unit of work that makes a
+    hot read and then a session read still gets through."""
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        factory = SqlAlchemyUnitOfWorkFactory(engine)
+        owner, bot = await stored_owner_and_bot(factory)
+
+        async def hot_then_session() -> int:
+            async with factory(read_only=True) as uow:
+                assert await uow.bots.get(bot.id) is not None
+                page = await uow.bots.list_page(BotFilter(owner_id=owner.id), after=None, limit=5)
+                return len(page)
+
+        async with asyncio.timeout(10):
+            assert await asyncio.gather(*(hot_then_session() for _ in range(4))) == [1] * 4
+    finally:
+        await engine.dispose()
 
 
 async def test_drivers_without_a_fast_path_read_through_core(
@@ -90,6 +115,7 @@ async def test_a_connection_that_broke_under_a_driver_read_is_not_reused(
         owner, _ = await stored_owner_and_bot(factory)
         async with factory(read_only=True) as uow:
             assert isinstance(uow, SqlAlchemyUnitOfWork)
+            assert await uow.users.get(owner.id) is not None
             assert uow._raw is not None
             await terminate_backend(uow._raw.driver.get_server_pid(), admin_engine)
         with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the driver raises
