@@ -28,7 +28,7 @@ class SqlAlchemyUnitOfWorkFactory:
         # round trips on PostgreSQL and no write lock on SQLite, and writing units of work begin
         # and end their transaction with the driver (driver_writes.py).
         self.autocommit_engine = without_transactions(engine)
-        # Reads that have no compiled form take a connection of their own, in autocommit mode.
+        # Sessions of read-only units of work: autocommit, on a connection they take themselves.
         self.reading_sessions = async_sessionmaker(
             self.autocommit_engine, expire_on_commit=False, autoflush=False
         )
@@ -45,8 +45,9 @@ class SqlAlchemyUnitOfWorkFactory:
 class SqlAlchemyUnitOfWork:
     """A unit of work holds one pooled connection on which SQLAlchemy begins no transaction.
 
-    Read-only (asyncpg, aiosqlite): a raw pooled connection for its hot reads on the driver
-    (`DriverReads`); other reads open a session on a connection of its own. Writing:
+    Read-only (asyncpg, aiosqlite): a raw pooled connection, taken on the first hot read, for
+    its hot reads on the driver (`DriverReads`); a read that needs the ORM opens a session, whose
+    connection takes over from the raw one (never two at once). Writing:
     `DriverTransaction` runs its transaction, conversations, messages and bot reads included;
     everything else goes through an ORM session bound to the same connection, which only
     flushes. Sessions are opened on first use, so a request that needs none never pays for one.
