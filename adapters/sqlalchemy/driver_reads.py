@@ -15,7 +15,7 @@ Core path on an autocommit `AsyncConnection`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -24,6 +24,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import instrumentation
 from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
 
 from adapters.sqlalchemy import tables
@@ -50,6 +51,34 @@ async def _aiosqlite_rows(connection: Any, sql: str, args: list[Any]) -> Sequenc
 DRIVER_FETCHERS: dict[str, RowFetcher] = {"asyncpg": _asyncpg_rows, "aiosqlite": _aiosqlite_rows}
 
 
+_REQUIRED = object()
+
+
+class BindArguments:
+    """A compiled statement's positional arguments, each value through its column type's bind
+    processor, the way SQLAlchemy would send it."""
+
+    def __init__(self, compiled: SQLCompiler, dialect: Dialect) -> None:
+        binds = compiled.binds
+        self._parameters = [
+            (
+                name,
+                # Literals the dialect makes parameters of (SQLite's "OFFSET ?") keep their
+                # values.
+                _REQUIRED if binds[name].required else binds[name].value,
+                binds[name].type.dialect_impl(dialect).bind_processor(dialect),
+            )
+            for name in compiled.positiontup or ()
+        ]
+
+    def __call__(self, values: Mapping[str, Any]) -> list[Any]:
+        args = []
+        for name, fixed, process in self._parameters:
+            value = values[name] if fixed is _REQUIRED or name in values else fixed
+            args.append(value if process is None else process(value))
+        return args
+
+
 class CompiledRead(Generic[Entity]):
     """One SELECT of a mapped table's columns, compiled for one dialect, that builds entities."""
 
@@ -57,15 +86,7 @@ class CompiledRead(Generic[Entity]):
         compiled = statement.compile(dialect=dialect)
         self._statement = statement
         self._sql = compiled.string
-        self._parameter_names = list(compiled.positiontup or ())
-        # Literals the dialect makes parameters of (SQLite's "OFFSET ?") keep their values.
-        self._fixed_values = {
-            name: bind.value for name, bind in compiled.binds.items() if not bind.required
-        }
-        self._bind_processors = {
-            name: compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in self._parameter_names
-        }
+        self._args = BindArguments(compiled, dialect)
         columns = list(statement.selected_columns)
         # Column keys are the entities' field names (mappers.py maps every column as itself).
         self._keys = [column.key for column in columns if column.key is not None]
@@ -89,18 +110,20 @@ class CompiledRead(Generic[Entity]):
                 raise TypeError("reads without a driver fast path need an AsyncConnection")
             result = await connection.execute(self._statement, params)
             return [self._build(row, processed=True) for row in result]
-        args = []
-        for name in self._parameter_names:
-            value = params[name] if name in params else self._fixed_values[name]
-            process = self._bind_processors[name]
-            args.append(value if process is None else process(value))
         try:
-            rows = await self._fetch(driver_connection, self._sql, args)
+            return await self.fetch(driver_connection, **params)
         except BaseException:
             # SQLAlchemy did not see this error, and the connection may be broken (a restarted
             # server, a query cut short by cancellation): its pool must not hand it out again.
             await connection.invalidate()
             raise
+
+    async def fetch(self, driver_connection: Any, **params: Any) -> list[Entity]:
+        """Entities for `params`, read on the driver's connection; what a failure means for the
+        connection is the caller's to decide."""
+        if self._fetch is None:
+            raise TypeError(f"no driver fast path for {type(driver_connection).__name__}")
+        rows = await self._fetch(driver_connection, self._sql, self._args(params))
         return [self._build(row, processed=False) for row in rows]
 
     def _build(self, row: Row, *, processed: bool) -> Entity:

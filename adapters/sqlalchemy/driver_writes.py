@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -34,7 +34,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import make_transient_to_detached
 
 from adapters.sqlalchemy import tables
-from adapters.sqlalchemy.driver_reads import CompiledRead, CompiledReads, driver_connection
+from adapters.sqlalchemy.driver_reads import (
+    BindArguments,
+    CompiledRead,
+    CompiledReads,
+    driver_connection,
+)
 from application.errors import ConcurrentUpdate, DuplicateKey
 from domain.bots import Bot
 from domain.conversations import Conversation, Message
@@ -149,16 +154,7 @@ class CompiledWrite:
     def __init__(self, statement: sa.Insert | sa.Update | sa.Delete, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql = compiled.string
-        self._parameters = [
-            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-            for name in compiled.positiontup or ()
-        ]
-
-    def args(self, values: Mapping[str, Any]) -> list[Any]:
-        return [
-            values[name] if process is None else process(values[name])
-            for name, process in self._parameters
-        ]
+        self.args = BindArguments(compiled, dialect)
 
 
 def _values(table: sa.Table, keys: Sequence[str]) -> dict[str, Any]:
@@ -290,7 +286,7 @@ class DriverTransaction:
         if known is not None and (not lock or conversation_id in self._locked):
             return known[0]
         read = self._writes.conversation_for_update if lock else self._writes.conversation_by_id
-        found = await self._call(read.all(self.connection, self._driver, id=conversation_id))
+        found = await self._call(read.fetch(self._driver, id=conversation_id))
         if not found:
             return None
         conversation: Conversation = found[0]
@@ -311,9 +307,7 @@ class DriverTransaction:
         check included) only if the unit of work changes or deletes it. (So a writing unit of
         work reads bots by id only through here, never also through its session.)"""
         if bot_id not in self._bots:
-            found = await self._call(
-                self._writes.bot_by_id.all(self.connection, self._driver, id=bot_id)
-            )
+            found = await self._call(self._writes.bot_by_id.fetch(self._driver, id=bot_id))
             if found:
                 make_transient_to_detached(found[0])
             self._bots[bot_id] = found[0] if found else None

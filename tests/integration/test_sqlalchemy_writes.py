@@ -16,7 +16,7 @@ from adapters.sqlalchemy import driver_writes
 from adapters.sqlalchemy.database import create_engine, without_transactions
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork, SqlAlchemyUnitOfWorkFactory
 from application.errors import ConcurrentUpdate, DuplicateKey
-from application.ports import IdempotencyRecord
+from application.ports import IdempotencyRecord, UnitOfWork
 from domain.bots import Bot
 from domain.conversations import Conversation, MessageRole
 from domain.users import User
@@ -318,3 +318,35 @@ async def test_a_failure_while_closing_still_ends_the_transaction(
     monkeypatch.undo()
     async with asyncio.timeout(5):
         await _post(factory, conversation.id, "the lock is free")
+
+
+@pytest.mark.postgres
+async def test_a_lock_the_server_refuses_leaves_the_connection_in_the_pool(
+    postgresql_url: str,
+) -> None:
+    """The server answered: the transaction failed, the connection did not."""
+    await clean_engine(postgresql_url)
+    engine = create_engine(postgresql_url, pool_size=2)  # the holder's and the waiter's
+
+    async def backend_pid(uow: UnitOfWork) -> int:
+        assert isinstance(uow, SqlAlchemyUnitOfWork)
+        assert uow._connection is not None
+        raw = await uow._connection.get_raw_connection()
+        return int(raw.driver_connection.get_server_pid())
+
+    try:
+        factory = SqlAlchemyUnitOfWorkFactory(engine)
+        conversation = await _stored_conversation(factory)
+        async with factory() as holder:
+            assert await holder.conversations.get_for_update(conversation.id) is not None
+            with pytest.raises(Exception, match="lock"):
+                async with factory() as waiter:
+                    waiter_pid = await backend_pid(waiter)
+                    assert isinstance(waiter, SqlAlchemyUnitOfWork)
+                    assert waiter._connection is not None
+                    await waiter._connection.exec_driver_sql("SET LOCAL lock_timeout = '50ms'")
+                    await waiter.conversations.get_for_update(conversation.id)
+        async with factory() as first, factory() as second:
+            assert waiter_pid in {await backend_pid(first), await backend_pid(second)}
+    finally:
+        await engine.dispose()
