@@ -112,6 +112,19 @@ class _Answered:
     reply: Message | None = None
 
 
+async def _reply_text(
+    engine: ReplyEngine, request: ReplyRequest, metadata: dict[str, Any]
+) -> AsyncIterator[str]:
+    """The reply's pieces of text as the engine produces them; its closing metadata go into
+    `metadata`."""
+    async for produced in engine.reply(request):
+        if isinstance(produced, ReplyChunk):
+            if produced.text:
+                yield produced.text
+        elif isinstance(produced, ReplyDone):
+            metadata.update(produced.metadata)
+
+
 # What an idempotency record keeps of a post's first outcome, to replay it.
 def _answered_outcome(user_message: Message, reply: Message) -> dict[str, Any]:
     return {"user_message_id": str(user_message.id), "reply_id": str(reply.id)}
@@ -442,13 +455,9 @@ class ConversationService:
         pieces: list[str] = []
         metadata: dict[str, Any] = {}
         try:
-            async for produced in engine.reply(request):
-                if isinstance(produced, ReplyChunk):
-                    if produced.text:
-                        pieces.append(produced.text)
-                        yield ReplyDelta(produced.text)
-                elif isinstance(produced, ReplyDone):
-                    metadata = dict(produced.metadata)
+            async for piece in _reply_text(engine, request, metadata):
+                pieces.append(piece)
+                yield ReplyDelta(piece)
         except UpstreamFailed as error:
             await self._remember_failure(principal, idempotency_key, error)
             raise
@@ -467,12 +476,8 @@ class ConversationService:
         started = self._monotonic()
         answered = _Answered()
         try:
-            async for produced in engine.reply(request):
-                if isinstance(produced, ReplyChunk):
-                    if produced.text:
-                        answered.pieces.append(produced.text)
-                elif isinstance(produced, ReplyDone):
-                    answered.metadata = dict(produced.metadata)
+            async for piece in _reply_text(engine, request, answered.metadata):
+                answered.pieces.append(piece)
         except UpstreamFailed as error:
             answered.failure = error
         answered.metadata = self._reply_metadata(answered.metadata, started, request.bot)
