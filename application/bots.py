@@ -364,17 +364,23 @@ class BotService:
             await uow.commit()
 
     async def authenticate_api_key(self, raw_key: str) -> BotKeyActor:
-        """Turn a bot API key into its principal; unknown and revoked keys are refused alike."""
+        """Turn a bot API key into its principal; unknown and revoked keys, and keys of a
+        deactivated owner's bots, are refused alike."""
         prefix = api_key_prefix(raw_key)
         if prefix is None:
             raise AuthenticationFailed("The API key is invalid or revoked.")
         async with self._uow_factory(read_only=True) as uow:
             key = await uow.api_keys.get_by_prefix(prefix)
-        if (
-            key is None
-            or not key.is_active
-            or not hmac.compare_digest(key.secret_hash, hash_api_key(raw_key))
-        ):
+            if (
+                key is None
+                or not key.is_active
+                or not hmac.compare_digest(key.secret_hash, hash_api_key(raw_key))
+            ):
+                raise AuthenticationFailed("The API key is invalid or revoked.")
+            # A key acts for its bot's owner: a deactivated owner's keys stop with the owner.
+            bot = await uow.bots.get(key.bot_id)
+            owner = await uow.users.get(bot.owner_id) if bot is not None else None
+        if owner is None or not owner.is_active:
             raise AuthenticationFailed("The API key is invalid or revoked.")
         now = self._clock.now()
         if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:

@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -54,11 +54,15 @@ from domain.conversations import (
     Rating,
 )
 from domain.errors import InvalidValue
+from domain.text import storable
 
 # What an engine sees of the past: enough for context, and a cost that stays flat as a
 # conversation grows.
 HISTORY_WINDOW = 20
 IDEMPOTENCY_TTL = timedelta(hours=24)
+# How long an attempt holds its Idempotency-Key: longer than any reply may take (the openai
+# engine's total deadline is 300 s), so only an attempt that died loses the key to a retry.
+REPLY_LEASE = timedelta(minutes=6)
 MAX_LISTED_BOTS = 100
 
 
@@ -120,9 +124,22 @@ async def _reply_text(
     async for produced in engine.reply(request):
         if isinstance(produced, ReplyChunk):
             if produced.text:
-                yield produced.text
+                # An upstream may send "\u0000" or a lone surrogate; neither can be stored.
+                yield storable(produced.text)
         elif isinstance(produced, ReplyDone):
             metadata.update(produced.metadata)
+
+
+def _abandoned(record: IdempotencyRecord, fingerprint: str, now: datetime) -> bool:
+    """The attempt answering this key stored its message, then died before recording how the
+    reply went (its lease ran out): a retry of the same request may take over."""
+    return (
+        record.response is None
+        and record.fingerprint == fingerprint
+        and record.user_message_id is not None
+        and record.lease_expires_at is not None
+        and record.lease_expires_at <= now
+    )
 
 
 # What an idempotency record keeps of a post's first outcome, to replay it.
@@ -153,12 +170,14 @@ class ConversationService:
         clock: Clock,
         ids: IdGenerator,
         monotonic: Callable[[], float] = time.perf_counter,
+        reply_lease: timedelta = REPLY_LEASE,
     ) -> None:
         self._uow_factory = uow_factory
         self._engines = engines
         self._clock = clock
         self._ids = ids
         self._monotonic = monotonic
+        self._reply_lease = reply_lease
 
     # --- access rules -------------------------------------------------------------------------
 
@@ -375,7 +394,9 @@ class ConversationService:
         Yields `UserMessageStored`, then `ReplyDelta`s, then `ReplyStored`. If the engine fails,
         the user's message stays stored, `UpstreamFailed`/`UpstreamTimeout` is raised, and the
         conversation stays usable. With an `idempotency_key`, a retry of the same request by the
-        same caller within 24 h replays the first outcome and stores nothing new.
+        same caller within 24 h replays the first outcome and stores nothing new; while the
+        first attempt is answering, a retry gets 409, and once that attempt's lease has run out
+        (it died), the retry answers the user message the first attempt stored.
 
         An engine that can answer without I/O (a knowledge bot whose index is loaded) answers
         inside the first transaction, which stores both messages: one transaction instead of
@@ -387,38 +408,45 @@ class ConversationService:
         answered: _Answered | None = None
         async with self._uow_factory() as uow:
             conversation = await self._writable(uow, actor, conversation_id, lock=True)
+            now = self._clock.now()
             if idempotency_key is not None:
                 record = await uow.idempotency.get(principal, idempotency_key)
-                if record is not None and record.created_at > self._clock.now() - IDEMPOTENCY_TTL:
+                if record is not None and record.created_at <= now - IDEMPOTENCY_TTL:
+                    # Expired: the key may be used afresh.
+                    record.fingerprint, record.response = fingerprint, None
+                    record.created_at, record.user_message_id = now, None
+                elif record is not None and not _abandoned(record, fingerprint, now):
                     async for event in self._replay(uow, record, fingerprint):
                         yield event
                     return
-                if record is not None:  # expired: the key may be used afresh
-                    record.fingerprint, record.response = fingerprint, None
-                    record.created_at = self._clock.now()
-            conversation.ensure_open()
+            resumed = record is not None and record.user_message_id is not None
+            if not resumed:
+                conversation.ensure_open()
             bot = await uow.bots.get(conversation.bot_id)
             if bot is None:
                 raise NotFound("No such conversation.")
             bot.ensure_accepts_messages()
             engine = self._engines[bot.engine]
-            history = (
-                await uow.messages.recent(conversation.id, HISTORY_WINDOW)
-                if engine.reads_history
-                else []
-            )
-            user_message = conversation.append(
-                message_id=self._ids.new_id(),
-                role=MessageRole.USER,
-                content=content,
-                now=self._clock.now(),
-            )
-            await uow.messages.add(user_message)
-            if idempotency_key is not None and record is None:
-                record = IdempotencyRecord(
-                    principal, idempotency_key, fingerprint, None, self._clock.now()
+            if resumed:
+                assert record is not None
+                # The attempt that stored this message died: answer it, store nothing twice.
+                user_message, history = await self._abandoned_message(uow, record, engine)
+            else:
+                history = (
+                    await uow.messages.recent(conversation.id, HISTORY_WINDOW)
+                    if engine.reads_history
+                    else []
                 )
+                user_message = conversation.append(
+                    message_id=self._ids.new_id(), role=MessageRole.USER, content=content, now=now
+                )
+                await uow.messages.add(user_message)
+            if idempotency_key is not None and record is None:
+                record = IdempotencyRecord(principal, idempotency_key, fingerprint, None, now)
                 await uow.idempotency.add(record)
+            if record is not None:
+                record.user_message_id = user_message.id
+                record.lease_expires_at = now + self._reply_lease
             if prior_turns:  # context the caller holds (the OpenAI surface), not stored here
                 history = [*self._transient(conversation.id, prior_turns), *history]
                 history = history[-HISTORY_WINDOW:]
@@ -470,6 +498,21 @@ class ConversationService:
             user_message,
         )
         yield ReplyStored(reply)
+
+    @staticmethod
+    async def _abandoned_message(
+        uow: UnitOfWork, record: IdempotencyRecord, engine: ReplyEngine
+    ) -> tuple[Message, list[Message]]:
+        """The user message a dead attempt stored, and the history that preceded it."""
+        assert record.user_message_id is not None
+        message = await uow.messages.get(record.user_message_id)
+        if message is None:
+            raise Conflict("The first answer to this Idempotency-Key is no longer stored.")
+        history: list[Message] = []
+        if engine.reads_history:
+            recent = await uow.messages.recent(message.conversation_id, HISTORY_WINDOW + 64)
+            history = [m for m in recent if m.seq < message.seq][-HISTORY_WINDOW:]
+        return message, history
 
     async def _answer(self, engine: ReplyEngine, request: ReplyRequest) -> _Answered:
         """The whole reply of an engine that answers without I/O, or how it failed."""

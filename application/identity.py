@@ -15,7 +15,6 @@ from application.errors import (
     DuplicateKey,
     Forbidden,
     NotFound,
-    Throttled,
 )
 from application.pagination import Keyset, Page, clamp_limit, decode_cursor, paginate
 from application.ports import (
@@ -27,6 +26,7 @@ from application.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from application.throttling import AttemptLimits, Limit
 from domain.errors import InvalidValue
 from domain.users import RefreshToken, Role, User, check_password_policy, normalize_email
 
@@ -36,9 +36,17 @@ INVALID_REFRESH = "The refresh token is invalid, expired or revoked."
 
 @dataclass(frozen=True)
 class IdentityPolicy:
+    """Sign-in attempts are limited per account (tight: guessing one password) and per client
+    address (loose: a NAT, an office proxy or a dev machine puts many people on one address, but
+    a spray over many accounts from one address still stops). Registrations are limited per
+    address, since each costs a password hash and makes an account."""
+
     refresh_token_ttl: timedelta = timedelta(days=30)
     login_max_failures: int = 5
     login_window_seconds: int = 900
+    login_max_failures_per_address: int = 100
+    register_max_per_address: int = 20
+    register_window_seconds: int = 3600
 
 
 @dataclass(frozen=True)
@@ -69,20 +77,37 @@ class IdentityService:
         self._uow_factory = uow_factory
         self._hasher = hasher
         self._tokens = tokens
-        self._attempts = attempts
         self._clock = clock
         self._ids = ids
         self._policy = policy or IdentityPolicy()
+        p = self._policy
+        self._limits = AttemptLimits(
+            attempts,
+            sign_ins_per_account=Limit(p.login_max_failures, p.login_window_seconds),
+            sign_ins_per_address=Limit(p.login_max_failures_per_address, p.login_window_seconds),
+            registrations_per_address=Limit(p.register_max_per_address, p.register_window_seconds),
+        )
 
     # --- registration and sign-in ------------------------------------------------------------
 
     async def register(
-        self, email: str, password: str, display_name: str, role: Role = Role.MEMBER
+        self,
+        email: str,
+        password: str,
+        display_name: str,
+        role: Role = Role.MEMBER,
+        *,
+        client_address: str | None = None,
     ) -> User:
-        """Create an account. The email is normalised (case, spaces); a taken email is a 409."""
+        """Create an account. The email is normalised (case, spaces); a taken email is a 409.
+        Too many registrations from one address, or too many at once, are refused with 429."""
         check_password_policy(password)
         normalised = normalize_email(email)
-        password_hash = await self._hasher.hash(password)
+        if client_address is None:  # the command line's create_admin: neither limited nor shed
+            password_hash = await self._hasher.hash(password)
+        else:
+            async with self._limits.registration(client_address):
+                password_hash = await self._hasher.hash(password, wait=False)
         user = User.register(
             id=self._ids.new_id(),
             email=normalised,
@@ -108,12 +133,10 @@ class IdentityService:
             normalised = normalize_email(email)
         except InvalidValue:
             normalised = email.strip().lower()
-        keys = [f"login:account:{normalised}", f"login:address:{client_address}"]
-        for key in keys:
-            failures, retry_after = await self._attempts.count(key)
-            if failures >= self._policy.login_max_failures:
-                raise Throttled("Too many failed sign-in attempts; try again later.", retry_after)
+        async with self._limits.sign_in(normalised, client_address):
+            return await self._verify_and_issue(normalised, password)
 
+    async def _verify_and_issue(self, normalised: str, password: str) -> TokenPair:
         # Argon2 runs outside any transaction: a slow hash must not hold a connection or a lock.
         async with self._uow_factory(read_only=True) as uow:
             found = await uow.users.get_by_email(normalised)
@@ -123,8 +146,6 @@ class IdentityService:
         else:
             matches, new_hash = await self._hasher.verify(password, found.password_hash)
         if found is None or not matches or not found.is_active:
-            for key in keys:
-                await self._attempts.hit(key, self._policy.login_window_seconds)
             raise AuthenticationFailed(WRONG_CREDENTIALS)
         async with self._uow_factory() as uow:
             user = await uow.users.get(found.id)
@@ -134,7 +155,6 @@ class IdentityService:
                 user.change_password_hash(new_hash, self._clock.now())
             pair = await self._issue_pair(uow, user, family_id=self._ids.new_id())
             await uow.commit()
-        await self._attempts.reset(keys[0])
         return pair
 
     async def refresh(self, refresh_token: str) -> TokenPair:
@@ -193,6 +213,10 @@ class IdentityService:
             user = await uow.users.get(claims.user_id)
         if user is None or not user.is_active:
             raise AuthenticationFailed("The account is deactivated or no longer exists.")
+        if claims.session_generation != user.session_generation:
+            raise AuthenticationFailed(
+                "The access token was revoked (the password changed); sign in again."
+            )
         return UserActor(user_id=user.id, role=user.role)
 
     async def me(self, actor: UserActor) -> User:
@@ -214,7 +238,8 @@ class IdentityService:
     async def change_password(
         self, actor: UserActor, current_password: str, new_password: str
     ) -> None:
-        """Change the password and sign out every session (all refresh tokens are revoked)."""
+        """Change the password and sign out every session: all refresh tokens are revoked and
+        every access token issued before stops working at once (the caller's too)."""
         check_password_policy(new_password)
         current = await self.me(actor)
         matches, _ = await self._hasher.verify(current_password, current.password_hash)
@@ -227,6 +252,7 @@ class IdentityService:
                 raise AuthenticationFailed("The account no longer exists.")
             now = self._clock.now()
             user.change_password_hash(new_hash, now)
+            user.end_sessions(now)
             await uow.refresh_tokens.revoke_all_for_user(user.id, now)
             await uow.commit()
 

@@ -162,6 +162,10 @@ class IdempotencyRecord:
     fingerprint: str
     response: dict[str, Any] | None
     created_at: datetime
+    # While `response` is None: the user message the attempt stored, and until when that attempt
+    # holds the key. A retry after the lease (the attempt died) answers that message itself.
+    user_message_id: UUID | None = None
+    lease_expires_at: datetime | None = None
 
 
 class IdempotencyRepository(Protocol):
@@ -244,8 +248,16 @@ class EngineConfigRules(Protocol):
 # --- services the use cases call ------------------------------------------------------------------
 
 
+class HashingBusy(Exception):
+    """The password hashing capacity is taken: raised instead of queueing behind it."""
+
+
 class PasswordHasher(Protocol):
-    async def hash(self, password: str) -> str: ...
+    async def hash(self, password: str, *, wait: bool = True) -> str:
+        """With `wait=False`, raises `HashingBusy` at once when the hashes already running or
+        queued fill the capacity, so a flood of such calls cannot delay the ones that wait."""
+        ...
+
     async def verify(self, password: str, password_hash: str) -> tuple[bool, str | None]:
         """Returns (matches, new_hash); `new_hash` is set when the parameters changed."""
         ...
@@ -261,6 +273,7 @@ class AccessClaims:
     role: str
     token_id: str
     expires_at: datetime
+    session_generation: int = 0
 
 
 class AccessTokenIssuer(Protocol):
@@ -274,14 +287,22 @@ class AccessTokenIssuer(Protocol):
 
 
 class AttemptCounter(Protocol):
-    """Counts failures per key within a sliding window; shared between workers when Redis-backed."""
+    """Counts attempts per key in a fixed window that starts at the first one; shared between
+    workers when Redis-backed. `hit` is atomic, so callers count first and check the count after:
+    concurrent attempts can never all see the same old count and all pass."""
 
-    async def hit(self, key: str, window_seconds: int) -> int:
-        """Records one failure; returns the count in the current window."""
+    async def hit(self, key: str, window_seconds: int) -> tuple[int, int]:
+        """Records one attempt; returns (attempts in the window with this one, seconds until the
+        window ends)."""
+        ...
+
+    async def refund(self, key: str) -> None:
+        """Takes back one attempt that turned out not to be a failure. The window keeps its end;
+        at zero it is gone (a count never goes below zero)."""
         ...
 
     async def count(self, key: str) -> tuple[int, int]:
-        """Returns (failures in the window, seconds until the window ends)."""
+        """Returns (attempts in the window, seconds until the window ends)."""
         ...
 
     async def reset(self, key: str) -> None: ...

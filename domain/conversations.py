@@ -110,6 +110,8 @@ class Conversation:
         self.ensure_open()
         if role is MessageRole.USER and not 1 <= len(content) <= MAX_MESSAGE_LENGTH:
             raise InvalidValue("content", f"must be 1 to {MAX_MESSAGE_LENGTH} characters long")
+        if role is MessageRole.USER and not content.strip():
+            raise InvalidValue("content", "must not be only whitespace")
         self.message_count += 1
         self.last_message_at = now
         self.updated_at = now

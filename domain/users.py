@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -25,8 +26,9 @@ class Role(StrEnum):
 
 
 def normalize_email(raw: str) -> str:
-    """Emails compare case-insensitively and without surrounding spaces, so they are stored so."""
-    email = raw.strip().lower()
+    """Emails compare case-insensitively, without surrounding spaces and in NFKC form (full-width
+    letters are the same letters), so they are stored so."""
+    email = unicodedata.normalize("NFKC", raw).strip().lower()
     if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email):
         raise InvalidValue("email", "is not a valid email address")
     return email
@@ -59,6 +61,9 @@ class User:
     is_active: bool
     created_at: datetime
     updated_at: datetime
+    # Access tokens carry the generation they were issued in: bumping it ends every session at
+    # once (a password change, a deactivation), not when the last token expires.
+    session_generation: int = 0
 
     @classmethod
     def register(
@@ -100,6 +105,13 @@ class User:
 
     def set_active(self, is_active: bool, now: datetime) -> None:
         self.is_active = is_active
+        self.updated_at = now
+        if not is_active:
+            self.end_sessions(now)
+
+    def end_sessions(self, now: datetime) -> None:
+        """Every access token issued so far stops working."""
+        self.session_generation += 1
         self.updated_at = now
 
 

@@ -8,7 +8,8 @@ Used by the HTTP API, the CLI and in-process callers alike:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from functools import partial
 
@@ -18,8 +19,10 @@ from adapters.auth.jwt_tokens import JwtAccessTokenIssuer
 from adapters.auth.passwords import Argon2PasswordHasher
 from adapters.engines.config import EngineConfigValidator
 from adapters.engines.knowledge import KnowledgeEngine
+from adapters.engines.upstream_keys import offered_upstream_keys
 from adapters.memory import InMemoryDatabase, InMemoryUnitOfWork
 from adapters.memory.readiness import InMemorySchemaInspector
+from adapters.outbound_policy import OutboundPolicy
 from adapters.sqlalchemy.database import create_engine
 from adapters.sqlalchemy.readiness import SqlAlchemySchemaInspector
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWorkFactory
@@ -43,12 +46,26 @@ def _counter_kind(settings: Settings) -> str:
 
 class OpenAIEngineOnDemand:
     """The `openai` engine, built when a bot first answers through an upstream: a worker whose
-    bots all answer from knowledge never loads httpx and its client (~6 MB of its memory)."""
+    bots all answer from knowledge never loads httpx and its client (~6 MB of its memory).
+
+    It gets the upstream keys the operator offers, read from the environment once when the
+    container builds it (never the environment itself), and the guarded client's allowances.
+    """
 
     reads_history = True
 
-    def __init__(self, knowledge: KnowledgeEngine) -> None:
+    def __init__(
+        self,
+        knowledge: KnowledgeEngine,
+        *,
+        upstream_keys: Mapping[str, str],
+        key_offers: Sequence[str],
+        outbound: OutboundPolicy,
+    ) -> None:
         self._knowledge = knowledge
+        self._upstream_keys = dict(upstream_keys)
+        self._key_offers = tuple(key_offers)
+        self._outbound = outbound
         self._engine: ReplyEngine | None = None
         self._close: Callable[[], Awaitable[None]] | None = None
 
@@ -62,9 +79,14 @@ class OpenAIEngineOnDemand:
                 build_http_client,
             )
 
-            client = build_http_client()
+            client = build_http_client(self._outbound)
             self._engine, self._close = (
-                OpenAICompatibleEngine(client, self._knowledge),
+                OpenAICompatibleEngine(
+                    client,
+                    self._knowledge,
+                    upstream_keys=self._upstream_keys,
+                    key_offers=self._key_offers,
+                ),
                 client.aclose,
             )
         return self._engine.reply(request)
@@ -74,11 +96,25 @@ class OpenAIEngineOnDemand:
             await self._close()
 
 
+def _outbound_policy(settings: Settings) -> OutboundPolicy:
+    return OutboundPolicy.of(
+        allow_private=settings.outbound_allow_private,
+        allowed_hosts=settings.outbound_allowed_hosts,
+    )
+
+
+def _offered_upstream_keys(settings: Settings) -> dict[str, str]:
+    return offered_upstream_keys(settings.upstream_keys, os.environ)
+
+
 def _identity_policy(settings: Settings) -> IdentityPolicy:
     return IdentityPolicy(
         refresh_token_ttl=timedelta(days=settings.refresh_token_ttl_days),
         login_max_failures=settings.login_max_failures,
         login_window_seconds=settings.login_window_seconds,
+        login_max_failures_per_address=settings.login_max_failures_per_address,
+        register_max_per_address=settings.register_max_per_address,
+        register_window_seconds=settings.register_window_seconds,
     )
 
 
@@ -108,7 +144,9 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(InMemorySchemaInspector),
     )
 
-    password_hasher = providers.Singleton(Argon2PasswordHasher)
+    password_hasher = providers.Singleton(
+        Argon2PasswordHasher, max_pending=settings.provided.password_hash_queue_limit
+    )
     access_tokens = providers.Singleton(
         JwtAccessTokenIssuer,
         settings.provided.jwt_secret.get_secret_value.call(),
@@ -134,11 +172,19 @@ class Container(containers.DeclarativeContainer):
         policy=providers.Callable(_identity_policy, settings),
     )
 
-    engine_rules = providers.Singleton(EngineConfigValidator)
+    engine_rules = providers.Singleton(
+        EngineConfigValidator, offered_upstream_keys=settings.provided.upstream_keys
+    )
     knowledge_engine = providers.Singleton(
         KnowledgeEngine, load_entries=providers.Callable(partial, load_knowledge, uow_factory)
     )
-    openai_engine = providers.Singleton(OpenAIEngineOnDemand, knowledge_engine)
+    openai_engine = providers.Singleton(
+        OpenAIEngineOnDemand,
+        knowledge_engine,
+        upstream_keys=providers.Callable(_offered_upstream_keys, settings),
+        key_offers=settings.provided.upstream_keys,
+        outbound=providers.Callable(_outbound_policy, settings),
+    )
     engines = providers.Dict(
         {EngineKind.KNOWLEDGE: knowledge_engine, EngineKind.OPENAI: openai_engine}
     )

@@ -22,8 +22,12 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         reload=args.reload,
         log_level="info",
+        server_header=False,  # no "Server: uvicorn": nothing to tell a scanner what we run
         # The API logs its own errors; uvicorn's access log costs ~10% throughput.
         access_log=args.access_log,
+        # Uvicorn would believe X-Forwarded-For from FORWARDED_ALLOW_IPS (127.0.0.1 by default)
+        # and overwrite the peer before the app sees it: CHATBOTS_TRUSTED_PROXIES alone decides.
+        proxy_headers=False,
     )
     return 0
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import Annotated
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from adapters.engines.upstream_keys import checked_offer
+from adapters.outbound_policy import parse_allowed_hosts
 from adapters.sqlalchemy.database import DEFAULT_DATABASE_URL
 
 # Deliberately recognisable: production refuses to start with it (see `refuse_unsafe_defaults`).
@@ -60,11 +64,52 @@ class Settings(BaseSettings):
         "unset keeps them in process memory.",
     )
     login_max_failures: int = Field(
-        5, ge=1, description="Failed logins per account or address before 429."
+        5,
+        ge=1,
+        description="Failed sign-ins per account before 429 (attempts still being checked "
+        "count too, so concurrent guesses cannot get past it).",
     )
     login_window_seconds: int = Field(
         900, ge=1, description="Window in which failed logins are counted."
     )
+    login_max_failures_per_address: int = Field(
+        100,
+        ge=1,
+        description="Failed sign-ins per client address, over all accounts, before 429. Far "
+        "looser than per account: a dev machine, an office NAT or a proxy puts many people on "
+        "one address, yet a password spray over many accounts from one address still stops.",
+    )
+    register_max_per_address: int = Field(
+        20, ge=1, description="Registrations per client address within the window before 429."
+    )
+    register_window_seconds: int = Field(
+        3600, ge=1, description="Window in which registrations per address are counted."
+    )
+    password_hash_queue_limit: int = Field(
+        4,
+        ge=1,
+        description="Password hashes that may be running or queued per worker before a "
+        "registration is refused at once with 429 (sign-ins still wait their turn): bounds how "
+        "long a registration flood can delay a sign-in.",
+    )
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated IPs or CIDR networks of the reverse proxies in front of "
+        "the API. Only a peer in this list may name the client in X-Forwarded-For; the client "
+        "is then the right-most address there that is not a trusted proxy. Empty: the header "
+        "is ignored.",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def parse_networks(cls, value: object) -> object:
+        # strict=False: "10.0.0.1/8" means the network it sits in, as proxies' docs write it.
+        if isinstance(value, str):
+            value = [item for item in (part.strip() for part in value.split(",")) if item]
+        if isinstance(value, (list, tuple)):
+            return tuple(ip_network(item, strict=False) for item in value)
+        return value
+
     max_body_bytes: int = Field(
         2 * 1024 * 1024, ge=1024, description="Larger request bodies get 413."
     )
@@ -72,6 +117,51 @@ class Settings(BaseSettings):
         True, description="Create the example bot on first start (`make run`)."
     )
     log_level: str = Field("INFO", description="Python logging level.")
+    docs_enabled: bool = Field(
+        True,
+        description="Serve /docs, /redoc and /openapi.json; turn off to publish no API "
+        "description (e.g. on a public production host).",
+    )
+
+    # Outbound calls to URLs members choose (adapters/outbound.py) and the keys they may carry.
+    upstream_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated names of environment variables a bot's `api_key_env` may "
+        "name (e.g. OPENAI_API_KEY); empty offers none. Values are read once at start. A bot's "
+        "owner also chooses its base_url, so offer only keys members may use. Names starting "
+        "with CHATBOTS_ are refused at start: the service's own settings are never offered.",
+    )
+    outbound_allow_private: bool = Field(
+        False,
+        description="Let member-chosen URLs (chat upstreams, embeddings, webhooks) reach "
+        "loopback and private networks (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7). "
+        "Link-local (169.254/16 with cloud metadata, fe80::/10), multicast and reserved "
+        "addresses stay refused; list a host in outbound_allowed_hosts to reach one.",
+    )
+    outbound_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated `host` or `host:port` (IPv6 as `[::1]:8080`) that "
+        "member-chosen URLs may reach whatever they resolve to, e.g. `ollama:11434` for a local "
+        "Ollama; matched case-insensitively against the URL's host name or literal IP. Behind "
+        "a proxy, targets this server cannot resolve itself must be listed.",
+    )
+
+    @field_validator("upstream_keys", "outbound_allowed_hosts", mode="before")
+    @classmethod
+    def split_comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("upstream_keys")
+    @classmethod
+    def refuse_service_settings_as_keys(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        return checked_offer(names)
+
+    @field_validator("outbound_allowed_hosts")
+    @classmethod
+    def check_allowed_hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        return parse_allowed_hosts(hosts)
 
     @property
     def uses_memory(self) -> bool:

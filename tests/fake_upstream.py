@@ -12,6 +12,8 @@ In mode "ok" it answers "Echo: <the last user message>", streamed word by word w
 chunk, a usage chunk (when `stream_options.include_usage` asks) and `data: [DONE]`, or as one
 `chat.completion` object when the request says `stream: false`. The other modes break that
 answer in the ways real upstreams do; `fail_first()` makes only the next few requests fail.
+The keep-alive modes send only SSE comments (`: ping`) every `ping_seconds`, from the start or
+after the first chunk, for up to `slow_seconds`: bytes keep flowing, content does not.
 Every request is recorded (path, headers, JSON body) so tests can check what was sent.
 """
 
@@ -54,6 +56,8 @@ UpstreamMode = Literal[
     "json_instead_of_stream",
     "html_page",
     "awkward_framing",
+    "keepalive_only",
+    "keepalive_after_first_chunk",
 ]
 UPSTREAM_MODES: tuple[str, ...] = get_args(UpstreamMode)
 STARTUP_TIMEOUT_SECONDS = 10.0
@@ -110,8 +114,9 @@ class FakeUpstream:
     retry_after: str | None
     served_model: str | None
 
-    def __init__(self, *, slow_seconds: float = 3.0) -> None:
+    def __init__(self, *, slow_seconds: float = 3.0, ping_seconds: float = 0.3) -> None:
         self.slow_seconds = slow_seconds
+        self.ping_seconds = ping_seconds
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._server: uvicorn.Server | None = None
@@ -257,6 +262,13 @@ class FakeUpstream:
             yield framed[start : start + 7]
             await asyncio.sleep(0)
 
+    async def _pings(self) -> AsyncIterator[bytes]:
+        """Keep-alive comments for `slow_seconds`: a connection busy with bytes, not content."""
+        deadline = time.monotonic() + self.slow_seconds
+        while time.monotonic() < deadline:
+            yield b": ping\n\n"
+            await asyncio.sleep(self.ping_seconds)
+
     async def _pause(self, request: Request) -> None:
         """Waits `slow_seconds`, but stops as soon as the client gives up and disconnects."""
         with contextlib.suppress(TimeoutError):
@@ -334,8 +346,14 @@ class FakeUpstream:
             return
         if mode == "slow_first_chunk":
             await asyncio.sleep(self.slow_seconds)
+        if mode == "keepalive_only":
+            async for ping in self._pings():
+                yield ping
         yield chunk({"role": "assistant", "content": ""})
         yield chunk({"content": pieces[0]})
+        if mode == "keepalive_after_first_chunk":
+            async for ping in self._pings():
+                yield ping
         if mode == "slow_between_chunks":
             await asyncio.sleep(self.slow_seconds)
         elif mode == "invalid_json":

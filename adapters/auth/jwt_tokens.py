@@ -47,6 +47,7 @@ class JwtAccessTokenIssuer:
             "exp": issued_at + self._ttl,
             "jti": uuid.uuid4().hex,
             "role": user.role.value,
+            "gen": user.session_generation,
         }
         header = {"alg": ALGORITHM, "typ": TOKEN_TYPE}
         return jwt.encode(header, claims, self._key, algorithms=[ALGORITHM]), self._ttl
@@ -78,6 +79,7 @@ class JwtAccessTokenIssuer:
                 iat={"essential": True},
                 jti={"essential": True},
                 role={"essential": True, "values": ["admin", "member"]},
+                gen={"essential": True},
             )
             registry.validate(decoded.claims)
             claims = decoded.claims
@@ -87,6 +89,7 @@ class JwtAccessTokenIssuer:
                     role=str(claims["role"]),
                     token_id=str(claims["jti"]),
                     expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+                    session_generation=_generation(claims["gen"]),
                 ),
                 not_before=int(claims["nbf"]),
                 issued_at=int(claims["iat"]),
@@ -94,8 +97,15 @@ class JwtAccessTokenIssuer:
             )
         except AuthenticationFailed:
             raise
-        except (JoseError, ValueError, TypeError, KeyError) as error:
+        # OverflowError: a correctly signed token may still carry a time no datetime can hold.
+        except (JoseError, ValueError, TypeError, KeyError, OverflowError) as error:
             raise AuthenticationFailed("the access token is invalid or expired") from error
+
+
+def _generation(raw: object) -> int:
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
+        raise ValueError("gen must be a non-negative integer")
+    return raw
 
 
 @dataclass(frozen=True, slots=True)

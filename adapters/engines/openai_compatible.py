@@ -1,20 +1,25 @@
 """The `openai` reply engine: any OpenAI-compatible chat-completions server answers for a bot.
 
 The bot's `engine_config` names the upstream (`base_url`, `model`, ...) and, through
-`api_key_env`, the *environment variable* that holds its key: the key itself is read at request
-time, sent in the `Authorization` header and nowhere else. Every detail this module writes into
-an exception or a log line goes through a redactor first, because upstreams like to echo keys
-("Incorrect API key provided: sk-...") in their error bodies.
+`api_key_env`, the *environment variable* that holds its key. Only variables the operator offers
+(`CHATBOTS_UPSTREAM_KEYS`) qualify, and the engine holds just those, read once at start: a bot
+can never make the server send it another secret of its environment. The key is sent in the
+`Authorization` header and nowhere else; what an upstream says goes through a redactor and into
+the log only, because upstreams echo keys ("Incorrect API key provided: sk-...") and an error
+page could be an internal service's.
 
 Failure policy, in one place:
-- Nothing waits unbounded: connecting, the first byte, each gap between streamed chunks and the
-  whole reply each have a deadline (`asyncio.timeout_at` around every await that reads from the
-  network, never around a `yield`, so a slow consumer is never cancelled by our clock).
+- Nothing waits unbounded: connecting, the first streamed event, each gap between events and
+  the whole reply each have a deadline (`asyncio.timeout_at` around every await that reads from
+  the network, never around a `yield`, so a slow consumer is never cancelled by our clock). The
+  waits count events that carry data, not bytes: keep-alive comments do not extend them.
 - 408/429/5xx answers and connection failures are retried with exponential backoff, honouring
   `Retry-After` up to a cap, but only before the upstream has streamed anything: once a reply
   has started, a retry could repeat text the caller has already shown.
 - Timeouts become `UpstreamTimeout` (504); everything else becomes `UpstreamFailed` (502), with a
-  short `detail` that carries the upstream status where there is one.
+  short `detail` in our own words that carries the upstream status where there is one, and never
+  the upstream's text or the low-level error (which would tell one network target from another).
+  The client refuses private and local addresses (`adapters.outbound`) with one fixed detail.
 """
 
 from __future__ import annotations
@@ -24,9 +29,7 @@ import contextlib
 import json
 import logging
 import math
-import os
-import re
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -39,6 +42,10 @@ from adapters.engines.openai_config import (
     MAX_MODEL_NAME_LENGTH,
     validate_openai_config,
 )
+from adapters.engines.redaction import Redactor, describe_error_body, describe_error_object
+from adapters.engines.sse import EventStreamDecoder, StreamEvent
+from adapters.outbound import OutboundAddressRefused, guarded_client
+from adapters.outbound_policy import OutboundPolicy
 from application.errors import UpstreamFailed, UpstreamTimeout
 from application.ports import (
     KnowledgeRetriever,
@@ -58,21 +65,12 @@ DEFAULT_CONNECT_TIMEOUT: Final = 5.0
 DEFAULT_READ_TIMEOUT: Final = 60.0
 DEFAULT_TOTAL_TIMEOUT: Final = 300.0
 
-# An upstream that sends a line this long without a newline is not streaming chat chunks.
-MAX_STREAM_LINE_BYTES: Final = 1024 * 1024
 # The most we read of a non-streamed answer, and of an error body (we only want its message).
 MAX_JSON_ANSWER_BYTES: Final = 4 * 1024 * 1024
 MAX_ERROR_BODY_BYTES: Final = 16 * 1024
-MAX_DETAIL_FRAGMENT_CHARS: Final = 200
 
+ADDRESS_REFUSED: Final = "the model upstream's address is not allowed (private or local network)"
 _RETRYABLE_STATUSES: Final = frozenset({408, 429})
-# Things that look like credentials in text an upstream sends back: API-key prefixes (also the
-# masked "sk-abc***xyz" form), bearer tokens, and long unbroken tokens.
-_CREDENTIAL_LIKE = re.compile(
-    r"Bearer\s+\S+|\b(?:sk|pk|rk|key)-[A-Za-z0-9_.*\-]{3,}|[A-Za-z0-9_.*+/=\-]{32,}",
-    re.IGNORECASE,
-)
-REDACTED: Final = "[redacted]"
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -91,9 +89,12 @@ class _UpstreamSettings:
     wait_override: float | None
 
     @classmethod
-    def of(cls, engine_config: Mapping[str, Any]) -> _UpstreamSettings:
+    def of(
+        cls, engine_config: Mapping[str, Any], offered_keys: Collection[str]
+    ) -> _UpstreamSettings:
+        # Checked again at call time: a bot stored before a rule existed must obey it too.
         try:
-            config = validate_openai_config(engine_config)
+            config = validate_openai_config(engine_config, offered_keys=offered_keys)
         except ValueError as error:
             raise UpstreamFailed(f"the bot's openai engine_config is invalid: {error}") from None
         return cls(
@@ -107,125 +108,7 @@ class _UpstreamSettings:
         )
 
 
-# --- redaction -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Redactor:
-    """Makes upstream text safe for details and logs: no key, no key-like token, bounded length."""
-
-    secret: str | None
-
-    def __call__(self, text: str, limit: int = MAX_DETAIL_FRAGMENT_CHARS) -> str:
-        if self.secret:
-            text = text.replace(self.secret, REDACTED)
-        text = _CREDENTIAL_LIKE.sub(REDACTED, text)
-        text = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
-        if len(text) > limit:
-            text = text[: limit - 1].rstrip() + "…"
-        return text
-
-
-def _describe_error_object(error: object, redact: _Redactor) -> str:
-    """`type: message` from an OpenAI-style error object (or FastAPI/plain variants), redacted."""
-    kind: object = None
-    message: object = None
-    if isinstance(error, Mapping):
-        kind = error.get("type") or error.get("code")
-        message = error.get("message") or error.get("detail")
-    elif isinstance(error, str):
-        message = error
-    parts = []
-    if isinstance(kind, str | int) and str(kind).strip():
-        parts.append(redact(str(kind), 60))
-    if isinstance(message, str) and message.strip():
-        parts.append(redact(message))
-    return ": ".join(parts)
-
-
-def _describe_error_body(body: bytes, content_type: str, redact: _Redactor) -> str:
-    """What an upstream said about a refused request, without ever echoing a whole body."""
-    text = body.decode("utf-8", errors="replace").strip()
-    if not text:
-        return ""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        # A plain-text reason helps; an HTML error page from a proxy does not.
-        if "html" in content_type or text.startswith("<"):
-            return ""
-        return redact(text)
-    if isinstance(data, Mapping):
-        if "error" in data:
-            return _describe_error_object(data["error"], redact)
-        return _describe_error_object(data, redact)
-    return ""
-
-
-# --- the server-sent-events stream ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _StreamEvent:
-    kind: str
-    data: str
-
-
-class _EventStreamDecoder:
-    """Splits a `text/event-stream` body into events (the WHATWG rules chat servers rely on).
-
-    Bytes arrive cut anywhere; a line may span chunks. Comment lines (keep-alives) are skipped;
-    a blank line ends an event whose `data:` lines are joined with newlines.
-    """
-
-    def __init__(self) -> None:
-        self._pending = b""
-        self._data_lines: list[str] = []
-        self._kind = "message"
-        self.events_seen = 0
-
-    def feed(self, chunk: bytes) -> list[_StreamEvent]:
-        lines = (self._pending + chunk).split(b"\n")
-        self._pending = lines.pop()
-        if len(self._pending) > MAX_STREAM_LINE_BYTES:
-            raise UpstreamFailed("the model upstream sent a stream line that is far too long")
-        return [event for line in lines if (event := self._take_line(line)) is not None]
-
-    def finish(self) -> list[_StreamEvent]:
-        """Events still pending when the body ends (a last event without its blank line)."""
-        events = []
-        if self._pending and (event := self._take_line(self._pending)) is not None:
-            events.append(event)
-        self._pending = b""
-        if (event := self._take_line(b"")) is not None:
-            events.append(event)
-        return events
-
-    def _take_line(self, raw: bytes) -> _StreamEvent | None:
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        if not raw:
-            if not self._data_lines:
-                self._kind = "message"
-                return None
-            event = _StreamEvent(self._kind, "\n".join(self._data_lines))
-            self._data_lines = []
-            self._kind = "message"
-            self.events_seen += 1
-            return event
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise UpstreamFailed("the model upstream sent a stream that is not UTF-8") from None
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            self._data_lines.append(value)
-        elif name == "event":
-            self._kind = value or "message"
-        return None
+# --- reading the reply ------------------------------------------------------------------------
 
 
 def _token_usage(raw: object) -> dict[str, int] | None:
@@ -247,7 +130,7 @@ class _ReplyProgress:
     """What the stream has told us so far; decides whether its end was a proper one."""
 
     model: str
-    redact: _Redactor
+    redact: Redactor
     usage: dict[str, int] | None = None
     finish_reason: str | None = None
     done: bool = False
@@ -256,7 +139,7 @@ class _ReplyProgress:
     def complete(self) -> bool:
         return self.done or self.finish_reason is not None
 
-    def take_event(self, event: _StreamEvent) -> str:
+    def take_event(self, event: StreamEvent) -> str:
         """Returns the text the event adds to the reply ('' for none)."""
         if event.data.strip() == "[DONE]":
             self.done = True
@@ -270,11 +153,9 @@ class _ReplyProgress:
         if not isinstance(chunk, Mapping):
             raise UpstreamFailed("the model upstream sent a malformed stream chunk (not an object)")
         if event.kind == "error" or chunk.get("error"):
-            described = _describe_error_object(chunk.get("error", chunk), self.redact)
-            raise UpstreamFailed(
-                "the model upstream reported an error in the stream"
-                + (f" ({described})" if described else "")
-            )
+            described = describe_error_object(chunk.get("error", chunk), self.redact)
+            logger.warning("openai engine: the upstream's stream reported: %s", described)
+            raise UpstreamFailed("the model upstream reported an error in the stream")
         return self.take_chunk(chunk, delta_key="delta")
 
     def take_chunk(self, chunk: Mapping[str, Any], *, delta_key: str) -> str:
@@ -380,8 +261,11 @@ def _retry_after_seconds(headers: httpx.Headers) -> float | None:
 # --- the engine -----------------------------------------------------------------------------------
 
 
-def build_http_client() -> httpx.AsyncClient:
+def build_http_client(outbound: OutboundPolicy | None = None) -> httpx.AsyncClient:
     """The one pooled HTTP client the composition root shares between all `openai` bots.
+
+    It is the guarded client (`adapters.outbound`): base URLs are chosen by members, so only
+    public addresses are reached unless `outbound`, the operator's allowances, says otherwise.
 
     Keep-alive connections save a TLS handshake per reply; the pool is bounded so a burst of
     chats cannot open unbounded sockets, and a request waiting for a pooled connection gives up
@@ -390,14 +274,14 @@ def build_http_client() -> httpx.AsyncClient:
     redirect must never carry the `Authorization` header elsewhere. Proxy settings from the
     environment (`HTTPS_PROXY`, `NO_PROXY`) are honoured, as deployments behind one need.
     """
-    return httpx.AsyncClient(
+    return guarded_client(
+        outbound or OutboundPolicy(),
         timeout=httpx.Timeout(
             DEFAULT_READ_TIMEOUT, connect=DEFAULT_CONNECT_TIMEOUT, pool=DEFAULT_CONNECT_TIMEOUT
         ),
         limits=httpx.Limits(
             max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0
         ),
-        follow_redirects=False,
         headers={"User-Agent": "chatbots-openai-engine/0.1"},
     )
 
@@ -429,9 +313,11 @@ class OpenAICompatibleEngine:
 
     `client` is shared (connection pooling) and owned by the caller, who closes it. `retriever`
     supplies the knowledge entries sent as context; without one, only the system prompt is.
-    `environ` is where `api_key_env` is looked up (tests pass a dict). Waits:
+    `upstream_keys` maps the variable names the operator offers to their values, read once at
+    start (`adapters.engines.upstream_keys`); a bot's `api_key_env` is looked up there and
+    nowhere else, so without it no bot sends a key. Waits:
     `connect_timeout` to open a connection, `first_byte_timeout` from sending the request to the
-    first streamed byte (models may think a while), `read_timeout` between streamed chunks, and
+    first streamed event (models may think a while), `read_timeout` between streamed events, and
     `total_timeout` for the whole reply including retries. A bot's `timeout_seconds` replaces the
     first-byte and between-chunks waits. `max_retries` retries follow the first attempt, after
     `backoff_seconds` doubled each time, or after `Retry-After` when the upstream asks for a
@@ -446,7 +332,8 @@ class OpenAICompatibleEngine:
         client: httpx.AsyncClient,
         retriever: KnowledgeRetriever | None = None,
         *,
-        environ: Mapping[str, str] = os.environ,
+        upstream_keys: Mapping[str, str] | None = None,
+        key_offers: Collection[str] | None = None,
         max_retries: int = 2,
         backoff_seconds: float = 0.2,
         max_retry_after_seconds: float = 5.0,
@@ -457,7 +344,9 @@ class OpenAICompatibleEngine:
     ) -> None:
         self._client = client
         self._retriever = retriever
-        self._environ = environ
+        self._upstream_keys: Mapping[str, str] = dict(upstream_keys or {})
+        # The operator's entries, with the hosts keys are bound to (upstream_keys.py).
+        self._key_offers = tuple(key_offers if key_offers is not None else self._upstream_keys)
         self._policy = _CallPolicy(
             max_retries=max_retries,
             backoff_seconds=backoff_seconds,
@@ -487,14 +376,14 @@ class OpenAICompatibleEngine:
             raise
 
     async def _reply(self, request: ReplyRequest) -> AsyncGenerator[ReplyEvent, None]:
-        settings = _UpstreamSettings.of(request.bot.engine_config)
+        settings = _UpstreamSettings.of(request.bot.engine_config, self._key_offers)
         api_key = self._api_key(settings)
         entries = await self._relevant_entries(request, settings)
         call = _UpstreamCall(
             client=self._client,
             policy=self._policy,
             settings=settings,
-            redact=_Redactor(api_key),
+            redact=Redactor(api_key),
             deadline=asyncio.get_running_loop().time() + self._policy.total_timeout,
         )
         response, first_byte_deadline = await call.open_stream(
@@ -525,7 +414,8 @@ class OpenAICompatibleEngine:
     def _api_key(self, settings: _UpstreamSettings) -> str | None:
         if settings.api_key_env is None:
             return None
-        key = self._environ.get(settings.api_key_env, "").strip()
+        # _UpstreamSettings.of has refused names that are not offered.
+        key = self._upstream_keys.get(settings.api_key_env, "").strip()
         if not key:
             raise UpstreamFailed(
                 f"the environment variable {settings.api_key_env} (the bot's api_key_env) "
@@ -545,13 +435,26 @@ class OpenAICompatibleEngine:
 
 
 @dataclass
+class _ReadDeadline:
+    """When the next read must have brought something. Only what counts as content moves it
+    on (an event with data in a stream, any bytes of a plain body): keep-alives do not."""
+
+    at: float
+    started: bool = False
+
+    def move_to(self, at: float) -> None:
+        self.at = at
+        self.started = True
+
+
+@dataclass
 class _UpstreamCall:
     """One reply's exchange with the upstream: attempts and retries, then reading the stream."""
 
     client: httpx.AsyncClient
     policy: _CallPolicy
     settings: _UpstreamSettings
-    redact: _Redactor
+    redact: Redactor
     deadline: float
 
     @property
@@ -595,6 +498,9 @@ class _UpstreamCall:
             try:
                 async with asyncio.timeout_at(first_byte_deadline):
                     response = await self.client.send(request, stream=True)
+            except OutboundAddressRefused as refused:
+                logger.warning("openai engine: not connecting: %s", self.redact(str(refused)))
+                raise UpstreamFailed(ADDRESS_REFUSED) from None
             except httpx.ConnectTimeout:
                 raise UpstreamTimeout(
                     "the model upstream did not accept a connection within "
@@ -642,12 +548,14 @@ class _UpstreamCall:
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
     def _transport_failure(self, error: httpx.TransportError) -> str:
-        if isinstance(error, httpx.ConnectError):
-            reason = self.redact(str(error), 80)
-            return "could not connect to the model upstream" + (f" ({reason})" if reason else "")
-        if isinstance(error, httpx.RemoteProtocolError):
-            return "the model upstream closed the connection without answering"
-        return f"the connection to the model upstream failed ({type(error).__name__})"
+        # One detail for refused, reset, unresolvable and non-HTTP peers alike: telling them
+        # apart would let a member map what answers where. The operator gets the reason.
+        logger.warning(
+            "openai engine: connecting to the upstream failed: %s: %s",
+            type(error).__name__,
+            self.redact(str(error)),
+        )
+        return "could not connect to the model upstream"
 
     async def _refusal(
         self, response: httpx.Response, deadline: float
@@ -655,22 +563,21 @@ class _UpstreamCall:
         """Reads (a bounded part of) an error answer; says whether it is worth retrying."""
         status = response.status_code
         body = await self._bounded_body(response, MAX_ERROR_BODY_BYTES, deadline, strict=False)
-        described = _describe_error_body(
-            body, response.headers.get("content-type", ""), self.redact
-        )
-        said = f" ({described})" if described else ""
+        described = describe_error_body(body, response.headers.get("content-type", ""), self.redact)
+        if described:
+            logger.warning("openai engine: the upstream answered HTTP %d: %s", status, described)
         retryable = status in _RETRYABLE_STATUSES or status >= 500
         if retryable:
-            detail = f"the model upstream answered HTTP {status}{said}"
+            detail = f"the model upstream answered HTTP {status}"
         elif status in (401, 403):
             check = (
                 f"check the key in {self.settings.api_key_env}"
                 if self.settings.api_key_env
                 else "no key was sent: set api_key_env"
             )
-            detail = f"the model upstream refused the credentials: HTTP {status}{said}; {check}"
+            detail = f"the model upstream refused the credentials: HTTP {status}; {check}"
         else:
-            detail = f"the model upstream refused the request: HTTP {status}{said}"
+            detail = f"the model upstream refused the request: HTTP {status}"
         return UpstreamFailed(detail), retryable
 
     # -- after the first byte: reading, never retrying --
@@ -688,10 +595,12 @@ class _UpstreamCall:
             if text := self._whole_answer(body, progress):
                 yield text
             return
-        decoder = _EventStreamDecoder()
-        async with contextlib.aclosing(self._timed_chunks(response, first_byte_deadline)) as chunks:
+        decoder = EventStreamDecoder()
+        wait = _ReadDeadline(first_byte_deadline)
+        async with contextlib.aclosing(self._timed_chunks(response, wait)) as chunks:
             async for chunk in chunks:
                 for event in decoder.feed(chunk):
+                    wait.move_to(self._now() + self.between_chunks_wait)
                     if text := progress.take_event(event):
                         yield text
                     if progress.done:
@@ -702,35 +611,36 @@ class _UpstreamCall:
         if progress.complete:
             return
         if decoder.events_seen == 0 and "text/event-stream" not in content_type:
-            shown = self.redact(content_type, 60) or "none"
+            logger.warning(
+                "openai engine: the upstream answered with content type %s",
+                self.redact(content_type, 60) or "none",
+            )
             raise UpstreamFailed(
                 "the model upstream did not answer with an event stream "
-                f"(HTTP {response.status_code}, content type {shown})"
+                f"(HTTP {response.status_code})"
             )
         raise UpstreamFailed("the model upstream's stream ended before the reply was complete")
 
     async def _timed_chunks(
-        self, response: httpx.Response, first_byte_deadline: float
+        self, response: httpx.Response, wait: _ReadDeadline
     ) -> AsyncGenerator[bytes, None]:
-        """The body's bytes, each read bounded: the first by the first-byte deadline, the rest
-        by the between-chunks wait, all by the reply's total deadline."""
+        """The body's bytes, each read bounded by `wait` (which the reader moves on when content
+        arrives) and by the reply's total deadline."""
         chunks = response.aiter_bytes()
-        read_deadline = first_byte_deadline
-        started = False
         try:
             while True:
                 try:
-                    async with asyncio.timeout_at(min(read_deadline, self.deadline)):
+                    async with asyncio.timeout_at(min(wait.at, self.deadline)):
                         chunk = await anext(chunks)
                 except StopAsyncIteration:
                     return
                 except (TimeoutError, httpx.HTTPError) as error:
-                    if not started and isinstance(error, TimeoutError | httpx.TimeoutException):
+                    if not wait.started and isinstance(
+                        error, TimeoutError | httpx.TimeoutException
+                    ):
                         raise self._missed_first_byte() from None
                     raise self._read_failure(error) from None
                 if chunk:
-                    started = True
-                    read_deadline = self._now() + self.between_chunks_wait
                     yield chunk
         finally:
             if isinstance(chunks, AsyncGenerator):
@@ -745,11 +655,11 @@ class _UpstreamCall:
         so far will do (an error body is read only for its message).
         """
         body = bytearray()
+        wait = _ReadDeadline(first_byte_deadline)
         try:
-            async with contextlib.aclosing(
-                self._timed_chunks(response, first_byte_deadline)
-            ) as chunks:
+            async with contextlib.aclosing(self._timed_chunks(response, wait)) as chunks:
                 async for chunk in chunks:
+                    wait.move_to(self._now() + self.between_chunks_wait)  # bytes are content here
                     body += chunk
                     if len(body) > limit:
                         if strict:
@@ -800,10 +710,9 @@ class _UpstreamCall:
         if not isinstance(answer, Mapping):
             raise UpstreamFailed("the model upstream sent a malformed answer (not an object)")
         if answer.get("error"):
-            described = _describe_error_object(answer["error"], self.redact)
-            raise UpstreamFailed(
-                "the model upstream reported an error" + (f" ({described})" if described else "")
-            )
+            described = describe_error_object(answer["error"], self.redact)
+            logger.warning("openai engine: the upstream's answer reported: %s", described)
+            raise UpstreamFailed("the model upstream reported an error")
         text = progress.take_chunk(answer, delta_key="message")
         progress.done = True
         return text

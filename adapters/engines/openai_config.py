@@ -7,17 +7,17 @@ HTTP client stack: a worker whose bots all answer from knowledge never imports i
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
+
+from adapters.engines.upstream_keys import ENV_VAR_NAME, MAX_ENV_VAR_NAME_LENGTH, refusal_of
 
 DEFAULT_CONTEXT_ENTRIES: Final = 3
 MAX_CONTEXT_ENTRIES: Final = 20
 MAX_TIMEOUT_SECONDS: Final = 600.0
 MAX_MODEL_NAME_LENGTH: Final = 200
 
-_ENV_VAR_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 _ALLOWED_CONFIG_KEYS: Final = (
     "base_url",
     "model",
@@ -33,14 +33,17 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def validate_openai_config(config: Mapping[str, Any]) -> dict[str, Any]:
+def validate_openai_config(
+    config: Mapping[str, Any], *, offered_keys: Collection[str] = ()
+) -> dict[str, Any]:
     """Check a bot's `engine_config` for the `openai` engine and return it normalised.
 
     Raises ValueError with a message fit for a 422 answer. Keys whose value is None count as
     absent, so a PATCH can unset an optional setting. `timeout_seconds`, when given, replaces
     the engine's first-byte and between-chunks waits for this bot (it is capped, so a bot can
     never hold a request open for ever). `base_url` may not carry credentials: keys travel only
-    through `api_key_env`, which is the *name* of an environment variable, never a key.
+    through `api_key_env`, which is the *name* of an environment variable, never a key, and
+    one of `offered_keys`, the variables the operator offers (none by default).
     """
     if not isinstance(config, Mapping):
         raise ValueError("engine_config must be an object")
@@ -67,11 +70,17 @@ def validate_openai_config(config: Mapping[str, Any]) -> dict[str, Any]:
         normalised["max_tokens"] = max_tokens
     if "api_key_env" in present:
         name = present["api_key_env"]
-        if not isinstance(name, str) or len(name) > 128 or not _ENV_VAR_NAME.fullmatch(name):
+        if (
+            not isinstance(name, str)
+            or len(name) > MAX_ENV_VAR_NAME_LENGTH
+            or not ENV_VAR_NAME.fullmatch(name)
+        ):
             raise ValueError(
                 "api_key_env must be the name of an environment variable "
                 "(capital letters, digits and underscores, e.g. OPENAI_API_KEY), not a key"
             )
+        if (refusal := refusal_of(name, offered_keys, normalised["base_url"])) is not None:
+            raise ValueError(refusal)
         normalised["api_key_env"] = name
     if "context_entries" in present:
         entries = present["context_entries"]

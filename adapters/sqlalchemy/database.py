@@ -39,6 +39,9 @@ def create_engine(url: str, *, pool_size: int = 20, max_overflow: int = 0) -> As
         "max_overflow": max_overflow,
         # Waiting for a connection is bounded: past it the caller gets an error, not a hang.
         "pool_timeout": 30,
+        # A statement's parameters (emails, password hashes, tokens) never reach an error
+        # message, and so never a log line.
+        "hide_parameters": True,
     }
     if is_sqlite(url):
         if make_url(url).database in (None, "", ":memory:"):  # one shared connection, no pool

@@ -75,6 +75,7 @@ users = sa.Table(
     sa.Column("role", _enum(Role, "role"), nullable=False),
     sa.Column("is_active", sa.Boolean(), nullable=False),
     *_timestamps(),
+    sa.Column("session_generation", sa.Integer(), nullable=False, server_default="0"),
     sa.Index("ix_users_created_at_id", "created_at", "id"),
 )
 
@@ -205,4 +206,8 @@ idempotency_keys = sa.Table(
     # NULL while the first request is still being answered; retries then get 409, not a duplicate.
     sa.Column("response", Json, nullable=True),
     sa.Column("created_at", UtcDateTime(), nullable=False, index=True),
+    # The attempt answering now holds the key until its lease ends; a retry after that (the
+    # attempt died) takes the key over and answers the user message already stored.
+    sa.Column("user_message_id", sa.Uuid(), nullable=True),
+    sa.Column("lease_expires_at", UtcDateTime(), nullable=True),
 )

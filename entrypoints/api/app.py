@@ -14,9 +14,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from application.errors import ApplicationError
 from application.seeding import EXAMPLE_BOT_ID
 from entrypoints.api import errors
+from entrypoints.api.docs import install_docs
+from entrypoints.api.hardening import SecurityHeaders, TextInputRule
 from entrypoints.api.middleware import BodySizeLimit
+from entrypoints.api.openapi import install_openapi
 from entrypoints.api.routers import auth, bots, conversations, health, openai_compat, users
 from entrypoints.bootstrap import Container, build_container, shutdown
+from entrypoints.log_safety import install_log_safety
 from entrypoints.seed import seed_example_bot
 
 logger = logging.getLogger("chatbots")
@@ -39,7 +43,8 @@ OPENAPI_TAGS = [
 DESCRIPTION = """
 Build, teach, publish and chat with bots.
 
-Every error is `application/problem+json` (RFC 9457). Lists are cursor-paginated.
+Every error is `application/problem+json` (RFC 9457), except under `/v1`, which answers in
+OpenAI's error envelope so that OpenAI's SDKs understand it. Lists are cursor-paginated.
 """
 
 
@@ -77,6 +82,7 @@ def create_app(container: Container | None = None) -> FastAPI:
     container = container or build_container()
     settings = container.settings()
     logging.basicConfig(level=settings.log_level.upper())
+    install_log_safety()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -94,10 +100,21 @@ def create_app(container: Container | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+        # A redirect to the slash-less path would be built from the request's Host header.
+        redirect_slashes=False,
     )
     app.state.container = container
     errors.install_error_handlers(app)
+    # Listed innermost first: the body limit wraps the text rule, which reads bodies through it.
+    app.add_middleware(TextInputRule)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     for module in ROUTERS:
         app.include_router(module.router)
+    install_openapi(app, [module.router for module in ROUTERS])
+    if settings.docs_enabled:
+        install_docs(app)
     return app

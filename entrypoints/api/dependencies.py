@@ -21,13 +21,15 @@ from application.conversations import ConversationService
 from application.errors import AuthenticationFailed, Forbidden
 from application.identity import IdentityService
 from application.ports import SchemaInspector
+from entrypoints.api.forwarded import resolve_client_address
 from entrypoints.bootstrap import Container
 
 # auto_error=False: a missing token is answered by our error table (401 problem+json).
 bearer = OAuth2PasswordBearer(
     tokenUrl="/api/v1/auth/token",
     auto_error=False,
-    description="A user's access token (JWT) or, on chat routes, a bot API key (`cbk_...`).",
+    description="Sign in with your **email** as the username and your password; the access "
+    "token (JWT) is then sent as `Authorization: Bearer ...`.",
 )
 
 
@@ -64,6 +66,11 @@ async def current_actor(request: Request, token: Annotated[str | None, Depends(b
     # The services are looked up here, not declared as sub-dependencies: every route runs
     # this, and each sub-dependency FastAPI resolves costs a few percent of a simple GET.
     if not token:
+        scheme = request.headers.get("authorization", "").partition(" ")[0]
+        if scheme:
+            raise AuthenticationFailed(
+                f"The Authorization scheme must be Bearer, not {scheme[:20]!r}."
+            )
         raise AuthenticationFailed("Missing bearer token.")
     if is_api_key(token):
         return await (await bot_service(request)).authenticate_api_key(token)
@@ -78,7 +85,13 @@ async def current_user(actor: Annotated[Actor, Depends(current_actor)]) -> UserA
 
 
 async def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The address sign-in and registration limits count by. X-Forwarded-For counts only from
+    CHATBOTS_TRUSTED_PROXIES (uvicorn's own proxy-header handling is off: `chatbots serve`)."""
+    return resolve_client_address(
+        request.client.host if request.client else None,
+        request.headers.getlist("x-forwarded-for"),
+        _container(request).settings().trusted_proxies,
+    )
 
 
 CurrentActor = Annotated[Actor, Depends(current_actor)]

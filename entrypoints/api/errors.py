@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, params
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -85,7 +86,15 @@ def problem_response(
     }
     if errors is not None:
         body["errors"] = errors
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return ProblemJSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+class ProblemJSONResponse(JSONResponse):
+    """ASCII-escaped JSON: an error may echo what the caller sent, and an echoed lone surrogate
+    must still render (as `\\udxxx`) instead of failing the answer with a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode("ascii")
 
 
 OPENAI_PATH_PREFIX = "/v1/"
@@ -109,7 +118,7 @@ def openai_error_body(status: int, message: str, param: str | None = None) -> di
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
-def openai_response(problem: JSONResponse) -> JSONResponse:
+def openai_response(problem: JSONResponse, code: str | None = None) -> JSONResponse:
     """The same answer (status, headers) in OpenAI's envelope, for the `/v1` surface."""
     body = json.loads(bytes(problem.body))
     issues = body.get("errors") or []
@@ -118,14 +127,13 @@ def openai_response(problem: JSONResponse) -> JSONResponse:
     if issues:
         message = "; ".join(f"{'.'.join(map(str, i['loc']))}: {i['msg']}" for i in issues)
     headers = {k: v for k, v in problem.headers.items() if k.lower() in _KEPT_HEADERS}
-    return JSONResponse(
-        openai_error_body(problem.status_code, message, param or None),
-        status_code=problem.status_code,
-        headers=headers,
-    )
+    envelope = openai_error_body(problem.status_code, message, param or None)
+    if code is not None:
+        envelope["error"]["code"] = code
+    return ProblemJSONResponse(envelope, status_code=problem.status_code, headers=headers)
 
 
-_KEPT_HEADERS = {"www-authenticate", "retry-after"}
+_KEPT_HEADERS = {"www-authenticate", "retry-after", "allow"}
 
 
 def _for(request: Request, problem: JSONResponse) -> JSONResponse:
@@ -169,10 +177,44 @@ def openai_error_for(error: Exception) -> dict[str, Any]:
     return body
 
 
-def _validation_problem(error: RequestValidationError) -> JSONResponse:
+_JSON_MEDIA_TYPES = ("application/json",)
+_FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_WRONG_BODY_TYPES = {"model_attributes_type", "dict_type", "missing"}
+
+
+def _media_type_mismatch(request: Request, issues: Sequence[Any]) -> JSONResponse | None:
+    """415 when the body failed to validate because it came in the wrong media type."""
+    route = request.scope.get("route")
+    body_field = getattr(route, "body_field", None)
+    if body_field is None or request.method not in ("POST", "PUT", "PATCH"):
+        return None
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    wants_form = isinstance(body_field.field_info, params.Form)
+    accepted = _FORM_MEDIA_TYPES if wants_form else _JSON_MEDIA_TYPES
+    if media_type in accepted or not any(
+        issue.get("type") in _WRONG_BODY_TYPES and tuple(issue.get("loc", ()))[:1] == ("body",)
+        for issue in issues
+    ):
+        return None
+    if wants_form:
+        detail = (
+            "This route takes form fields (application/x-www-form-urlencoded), "
+            f"not {media_type or 'a body without a content type'}."
+        )
+    else:
+        detail = (
+            "This route takes a JSON body: send Content-Type: application/json, "
+            f"not {media_type or 'no content type'}."
+        )
+    return problem_response(415, detail, slug="unsupported-media-type")
+
+
+def _validation_problem(request: Request, error: RequestValidationError) -> JSONResponse:
     issues = error.errors()
     if any(issue.get("type") == "json_invalid" for issue in issues):
         return problem_response(400, "The request body is not valid JSON.", slug="malformed-body")
+    if (mismatch := _media_type_mismatch(request, issues)) is not None:
+        return mismatch
     errors = [
         {"loc": list(issue.get("loc", ())), "msg": str(issue.get("msg", ""))} for issue in issues
     ]
@@ -191,20 +233,42 @@ async def _on_known_error(request: Request, error: Exception) -> JSONResponse:
 
 async def _on_validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
-    return _for(request, _validation_problem(error))
+    return _for(request, _validation_problem(request, error))
+
+
+# What the framework itself answers (no route, wrong method, unparsable or oversized body), in
+# the same words and `type` URIs as our own errors.
+_FRAMEWORK_PROBLEMS = {
+    400: ("malformed-body", "The request body could not be parsed: it must be valid UTF-8 JSON."),
+    404: ("route-not-found", "No route matches {method} {path}."),
+    405: ("method-not-allowed", "{method} is not allowed on {path}."),
+    413: ("body-too-large", ""),
+}
 
 
 async def _on_http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
+    status = error.status_code
     headers = dict(error.headers or {})
-    if error.status_code == 401:
+    if status == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
-    detail = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
-    return _for(request, problem_response(error.status_code, detail, headers=headers))
+    detail = error.detail if isinstance(error.detail, str) else HTTPStatus(status).phrase
+    slug, template = _FRAMEWORK_PROBLEMS.get(status, (None, ""))
+    if template:
+        detail = template.format(method=request.method, path=request.url.path)
+        if status == 405 and "allow" in {k.lower() for k in headers}:
+            allowed = next(v for k, v in headers.items() if k.lower() == "allow")
+            detail = detail.rstrip(".") + f"; allowed: {allowed}."
+    problem = problem_response(status, detail, slug=slug, headers=headers)
+    if request.url.path.startswith(OPENAI_PATH_PREFIX):
+        # OpenAI's own answer to an unknown path; `model_not_found` is for an unknown bot.
+        return openai_response(problem, code="unknown_url" if status == 404 else None)
+    return problem
 
 
 async def _on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
-    # The stack trace goes to the log, never to the caller.
+    # The stack trace goes to the log (without what a database error quotes: log_safety.py),
+    # never to the caller.
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return _for(
         request, problem_response(500, "An unexpected error occurred.", slug="internal-error")

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.api.conftest import ApiUser, make_admin, sign_up
+from tests.api.conftest import ApiUser, client_for, make_admin, make_app, sign_up
 from tests.api.test_identity_api import assert_problem
 
 pytestmark = pytest.mark.integration
@@ -58,18 +58,23 @@ async def test_create_validation(owner: ApiUser, payload: dict[str, Any]) -> Non
     assert_problem(response, 422)
 
 
-async def test_openai_bots_keep_the_key_name_not_the_key(owner: ApiUser) -> None:
-    bot = await create_bot(
-        owner,
-        engine="openai",
-        engine_config={
-            "base_url": "http://127.0.0.1:11434/v1/",
-            "model": "llama3",
-            "api_key_env": "UPSTREAM_KEY",
-        },
-    )
-    assert bot["engine_config"]["api_key_env"] == "UPSTREAM_KEY"
-    assert bot["engine_config"]["base_url"] == "http://127.0.0.1:11434/v1"
+async def test_openai_bots_keep_the_key_name_not_the_key(
+    database_url: str, sql_engine: object
+) -> None:
+    app = make_app(database_url, upstream_keys=("UPSTREAM_KEY",))  # the operator offers it
+    async for client in client_for(app):
+        owner = await sign_up(client, "owner@example.com")
+        bot = await create_bot(
+            owner,
+            engine="openai",
+            engine_config={
+                "base_url": "http://127.0.0.1:11434/v1/",
+                "model": "llama3",
+                "api_key_env": "UPSTREAM_KEY",
+            },
+        )
+        assert bot["engine_config"]["api_key_env"] == "UPSTREAM_KEY"
+        assert bot["engine_config"]["base_url"] == "http://127.0.0.1:11434/v1"
 
 
 async def test_patch_with_if_match(owner: ApiUser) -> None:

@@ -10,8 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
-from tests.api.conftest import ApiUser, sign_up
+from tests.api.conftest import ApiUser, make_app, sign_up
 from tests.api.test_bots_api import create_bot
 from tests.api.test_conversations_api import _closed_port, history, parse_sse, post, start
 from tests.api.test_identity_api import assert_problem
@@ -34,6 +35,22 @@ FAULTS = [
     ("slow_first_chunk", 504),
     ("slow_between_chunks", 504),
 ]
+
+
+UPSTREAM_SECRET = "sk-test-secret-value-1234567890"
+
+
+@pytest.fixture
+async def app(database_url: str, sql_engine: object, monkeypatch: pytest.MonkeyPatch) -> FastAPI:
+    """The fakes listen on 127.0.0.1: the operator allows private addresses, and offers one key
+    that is set and one that is not (keys are read once, when the engine is built)."""
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", UPSTREAM_SECRET)
+    monkeypatch.delenv("UNSET_UPSTREAM_KEY", raising=False)
+    return make_app(
+        database_url,
+        outbound_allow_private=True,
+        upstream_keys=("FAKE_UPSTREAM_KEY", "UNSET_UPSTREAM_KEY"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -149,10 +166,9 @@ async def test_transient_failures_are_retried_before_the_first_byte(
 
 
 async def test_the_key_is_read_from_the_environment_and_never_shown(
-    owner: ApiUser, fresh_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+    owner: ApiUser, fresh_upstream: FakeUpstream
 ) -> None:
-    secret = "sk-test-secret-value-1234567890"
-    monkeypatch.setenv("FAKE_UPSTREAM_KEY", secret)
+    secret = UPSTREAM_SECRET
     bot = await llm_bot(owner, fresh_upstream.url, api_key_env="FAKE_UPSTREAM_KEY")
     assert secret not in str(bot)
     conversation = await start(owner, bot["id"])
@@ -164,6 +180,11 @@ async def test_the_key_is_read_from_the_environment_and_never_shown(
     failed = await post(owner, conversation["id"], "hi again")
     assert failed.status_code == 502
     assert secret not in failed.text
-    monkeypatch.delenv("FAKE_UPSTREAM_KEY")
+    patched = await owner.client.patch(
+        f"/api/v1/bots/{bot['id']}",
+        json={"engine_config": {**bot["engine_config"], "api_key_env": "UNSET_UPSTREAM_KEY"}},
+        headers=owner.headers,
+    )
+    assert patched.status_code == 200, patched.text
     missing = await post(owner, conversation["id"], "and again")
-    assert "FAKE_UPSTREAM_KEY" in assert_problem(missing, 502)["detail"]  # type: ignore[operator]
+    assert "UNSET_UPSTREAM_KEY" in assert_problem(missing, 502)["detail"]  # type: ignore[operator]

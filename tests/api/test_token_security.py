@@ -34,6 +34,7 @@ def _claims(user_id: str, **changes: Any) -> dict[str, Any]:
         "exp": now + 600,
         "jti": uuid.uuid4().hex,
         "role": "member",
+        "gen": 0,
     }
     claims.update(changes)
     return {k: v for k, v in claims.items() if v is not None}

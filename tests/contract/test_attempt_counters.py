@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -36,11 +37,46 @@ async def counter(request: pytest.FixtureRequest) -> AsyncIterator[AttemptCounte
 
 async def test_counts_hits_within_the_window(counter: AttemptCounter) -> None:
     assert await counter.count("k") == (0, 0)
-    assert await counter.hit("k", 60) == 1
-    assert await counter.hit("k", 60) == 2
+    assert (await counter.hit("k", 60))[0] == 1
+    count, seconds_left = await counter.hit("k", 60)
+    assert count == 2
+    assert 0 < seconds_left <= 60
     failures, retry_after = await counter.count("k")
     assert failures == 2
     assert 0 < retry_after <= 60
+
+
+async def test_concurrent_hits_each_see_their_own_count(counter: AttemptCounter) -> None:
+    """Callers count first and check after: no two concurrent attempts may see the same count."""
+    results = await asyncio.gather(*(counter.hit("race", 60) for _ in range(50)))
+    assert sorted(count for count, _ in results) == list(range(1, 51))
+    assert all(0 < seconds_left <= 60 for _, seconds_left in results)
+    assert (await counter.count("race"))[0] == 50
+
+
+async def test_a_refund_takes_back_one_attempt_and_never_goes_below_zero(
+    counter: AttemptCounter,
+) -> None:
+    await counter.refund("never-hit")
+    assert await counter.count("never-hit") == (0, 0)
+    await counter.hit("k", 60)
+    await counter.hit("k", 60)
+    await counter.refund("k")
+    failures, retry_after = await counter.count("k")
+    assert failures == 1
+    assert 0 < retry_after <= 60
+    await counter.refund("k")
+    await counter.refund("k")
+    assert await counter.count("k") == (0, 0)
+    assert (await counter.hit("k", 60))[0] == 1
+
+
+async def test_concurrent_hits_and_refunds_balance(counter: AttemptCounter) -> None:
+    await asyncio.gather(*(counter.hit("busy", 60) for _ in range(20)))
+    await asyncio.gather(
+        *(counter.refund("busy") for _ in range(15)), *(counter.hit("busy", 60) for _ in range(5))
+    )
+    assert (await counter.count("busy"))[0] == 10
 
 
 async def test_keys_are_independent_and_reset(counter: AttemptCounter) -> None:
@@ -52,8 +88,6 @@ async def test_keys_are_independent_and_reset(counter: AttemptCounter) -> None:
 
 
 async def test_the_window_ends(counter: AttemptCounter) -> None:
-    import asyncio
-
     await counter.hit("short", 1)
     await asyncio.sleep(1.1)
     assert (await counter.count("short"))[0] == 0

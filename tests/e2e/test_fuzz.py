@@ -11,16 +11,25 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.databases import sqlite_database
+from tests.databases import postgres_database, sqlite_database
 from tests.e2e.conftest import run_server
 
 pytestmark = pytest.mark.e2e
 
 
-def test_no_generated_request_gets_a_server_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_no_generated_request_gets_a_server_error(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    # PostgreSQL refuses text SQLite stores (NUL), so the fuzzer runs against both.
+    if backend == "postgresql":
+        request.getfixturevalue("postgresql_url")  # skips or fails the same way as elsewhere
+    database = sqlite_database(tmp_path) if backend == "sqlite" else postgres_database()
     # A server of its own: fuzzed sign-ins would otherwise throttle the other tests' logins.
     with (
-        sqlite_database(tmp_path) as url,
+        database as url,
         run_server(
             url, tmp_path / "server.log", {"CHATBOTS_LOGIN_MAX_FAILURES": "1000000"}
         ) as server,

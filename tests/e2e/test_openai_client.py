@@ -116,10 +116,19 @@ def test_errors_use_the_openai_envelope(server: RunningServer, world: dict[str, 
         )
 
 
+# Every upstream in these tests listens on 127.0.0.1, which a server reaches only if its
+# operator allows private addresses (or lists the host).
+ALLOW_PRIVATE = {"CHATBOTS_OUTBOUND_ALLOW_PRIVATE": "true"}
+
+
 @pytest.fixture(scope="module")
 def upstream_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """Serves knowledge bots on /v1 to the other server, and `openai` bots from local fakes."""
     directory: Path = tmp_path_factory.mktemp("chain-upstream")
-    with sqlite_database(directory) as url, run_server(url, directory / "server.log") as server:
+    with (
+        sqlite_database(directory) as url,
+        run_server(url, directory / "server.log", ALLOW_PRIVATE) as server,
+    ):
         yield server
 
 
@@ -127,7 +136,8 @@ def test_an_openai_engine_bot_chained_to_our_own_v1(
     upstream_server: RunningServer, tmp_path: Path
 ) -> None:
     """Server A serves a knowledge bot on /v1; server B's `openai`-engine bot uses A as its
-    upstream, with A's bot API key from B's environment."""
+    upstream, with A's bot API key from B's environment, which B's operator offers; B's
+    operator also lists A's host:port as an allowed outbound host."""
     with httpx.Client(base_url=upstream_server.base_url, timeout=30) as a:
         auth_a = _sign_up(a)
         knowledge_bot = _knowledge_bot(a, auth_a)
@@ -135,7 +145,15 @@ def test_an_openai_engine_bot_chained_to_our_own_v1(
 
     with (
         sqlite_database(tmp_path) as url,
-        run_server(url, tmp_path / "b.log", {"CHAIN_UPSTREAM_KEY": key}) as server_b,
+        run_server(
+            url,
+            tmp_path / "b.log",
+            {
+                "CHAIN_UPSTREAM_KEY": key,
+                "CHATBOTS_UPSTREAM_KEYS": "CHAIN_UPSTREAM_KEY",
+                "CHATBOTS_OUTBOUND_ALLOWED_HOSTS": upstream_server.base_url.removeprefix("http://"),
+            },
+        ) as server_b,
         httpx.Client(base_url=server_b.base_url, timeout=30) as b,
     ):
         auth_b = _sign_up(b)
@@ -168,13 +186,17 @@ def test_an_openai_engine_bot_chained_to_our_own_v1(
 
 
 def test_a_reply_is_stored_even_if_the_streaming_client_goes_away(
-    http: httpx.Client, world: dict[str, Any]
+    upstream_server: RunningServer,
 ) -> None:
     import time
 
     from tests.fake_upstream import FakeUpstream
 
-    with FakeUpstream(slow_seconds=0.3) as upstream:
+    with (
+        FakeUpstream(slow_seconds=0.3) as upstream,
+        httpx.Client(base_url=upstream_server.base_url, timeout=30) as http,
+    ):
+        auth = _sign_up(http)
         upstream.mode = "slow_between_chunks"
         bot = http.post(
             "/api/v1/bots",
@@ -183,23 +205,23 @@ def test_a_reply_is_stored_even_if_the_streaming_client_goes_away(
                 "engine": "openai",
                 "engine_config": {"base_url": upstream.url, "model": "m", "timeout_seconds": 5},
             },
-            headers=world["auth"],
+            headers=auth,
         ).json()
         conversation = http.post(
-            f"/api/v1/bots/{bot['id']}/conversations", json={}, headers=world["auth"]
+            f"/api/v1/bots/{bot['id']}/conversations", json={}, headers=auth
         ).json()
         url = f"/api/v1/conversations/{conversation['id']}/messages"
         with http.stream(
             "POST",
             url,
             json={"content": "one two three four five six"},
-            headers={**world["auth"], "Accept": "text/event-stream"},
+            headers={**auth, "Accept": "text/event-stream"},
         ) as response:
             assert response.status_code == 201
             next(response.iter_lines())  # the first event arrived; now hang up
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            items = http.get(url, headers=world["auth"]).json()["items"]
+            items = http.get(url, headers=auth).json()["items"]
             if len(items) == 2:
                 break
             time.sleep(0.3)

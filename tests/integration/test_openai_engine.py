@@ -26,6 +26,7 @@ from adapters.engines.openai_compatible import (
     build_http_client,
     validate_openai_config,
 )
+from adapters.outbound_policy import OutboundPolicy
 from application.errors import UpstreamFailed, UpstreamTimeout
 from application.ports import ReplyChunk, ReplyDone, ReplyEvent, ReplyRequest, RetrievedEntry
 from domain.bots import Bot, EngineKind
@@ -40,6 +41,8 @@ SECRET_KEY = "sk-test-Zq8vN3kP0wLr5tY7uI2oE4aS6dF9gH1j"
 SLOW_SECONDS = 8.0  # how long the fake stalls; every bounded wait must end far sooner
 # Generous for a loaded CI machine, and still far below SLOW_SECONDS and a 30 s Retry-After.
 BOUNDED = 4.0
+# The fake listens on 127.0.0.1, which the guarded client refuses unless the operator allows it.
+LOCAL_UPSTREAMS = OutboundPolicy(allow_private=True)
 
 
 # --- fixtures and helpers -----------------------------------------------------------------------
@@ -59,7 +62,7 @@ def upstream(running_upstream: FakeUpstream) -> FakeUpstream:
 
 @pytest.fixture
 async def http_client() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_http_client() as client:
+    async with build_http_client(LOCAL_UPSTREAMS) as client:
         yield client
 
 
@@ -84,7 +87,7 @@ def fast_engine(
 ) -> OpenAICompatibleEngine:
     """An engine whose every wait is tiny, so fault tests stay fast."""
     options: dict[str, Any] = {
-        "environ": {KEY_VARIABLE: SECRET_KEY},
+        "upstream_keys": {KEY_VARIABLE: SECRET_KEY},  # what the operator offers
         "max_retries": 2,
         "backoff_seconds": 0.01,
         "max_retry_after_seconds": 1.5,
@@ -257,7 +260,7 @@ async def test_sends_no_authorization_without_api_key_env(
     upstream: FakeUpstream, http_client: httpx.AsyncClient
 ) -> None:
     bot = openai_bot(upstream.url, api_key_env=None)
-    await collect(fast_engine(http_client, environ={}), ask(bot))
+    await collect(fast_engine(http_client, upstream_keys={}), ask(bot))
 
     assert "authorization" not in upstream.last_headers
 
@@ -265,12 +268,13 @@ async def test_sends_no_authorization_without_api_key_env(
 async def test_a_missing_key_variable_fails_naming_the_variable_without_calling(
     upstream: FakeUpstream, http_client: httpx.AsyncClient
 ) -> None:
+    offered_but_unset = {KEY_VARIABLE: "", "OTHER": SECRET_KEY}
     _, error = await collect_until_failure(
-        fast_engine(http_client, environ={"OTHER": SECRET_KEY}), ask(openai_bot(upstream.url))
+        fast_engine(http_client, upstream_keys=offered_but_unset), ask(openai_bot(upstream.url))
     )
 
     assert type(error) is UpstreamFailed
-    assert KEY_VARIABLE in error.detail
+    assert f"{KEY_VARIABLE} (the bot's api_key_env) is not set" in error.detail
     assert_no_secret(error)
     assert upstream.request_count == 0
 
@@ -330,7 +334,7 @@ FAULTS: list[tuple[UpstreamMode, type[UpstreamFailed], str, int]] = [
     ("invalid_json", UpstreamFailed, "invalid JSON", 1),
     ("cut_stream", UpstreamFailed, "ended before the reply was complete", 1),
     ("drop_connection", UpstreamFailed, "closed the connection", 1),
-    ("error_event", UpstreamFailed, "The model is overloaded", 1),
+    ("error_event", UpstreamFailed, "reported an error in the stream", 1),
     ("html_page", UpstreamFailed, "did not answer with an event stream", 1),
     ("slow_first_byte", UpstreamTimeout, "did not start answering within 1 s", 1),
     ("slow_first_chunk", UpstreamTimeout, "did not start answering within 1 s", 1),
@@ -365,14 +369,18 @@ async def test_each_fault_maps_to_its_error_quickly_and_without_the_key(
 
 
 async def test_a_refused_key_is_redacted_from_the_upstream_message(
-    upstream: FakeUpstream, http_client: httpx.AsyncClient
+    upstream: FakeUpstream, http_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     upstream.mode = "status_401"  # whose message echoes the key it received, as OpenAI's does
+    caplog.set_level(logging.WARNING)
     _, error = await collect_until_failure(fast_engine(http_client), ask(openai_bot(upstream.url)))
 
-    assert "Incorrect API key provided: [redacted]" in error.detail
+    # The upstream's words go to the operator's log only, redacted; the detail is ours.
+    assert "Incorrect API key provided: [redacted]" in caplog.text
+    assert "Incorrect API key" not in error.detail
+    assert "HTTP 401" in error.detail
     assert KEY_VARIABLE in error.detail
-    assert_no_secret(error)
+    assert_no_secret(error, caplog.text)
 
 
 @pytest.mark.parametrize(
@@ -537,7 +545,8 @@ def test_validate_openai_config_normalises() -> None:
             "context_entries": 0,
             "timeout_seconds": 20,
             "max_tokens_unused": None,  # None counts as absent, even for unknown names
-        }
+        },
+        offered_keys=("OPENAI_API_KEY",),
     )
 
     assert config == {

@@ -14,6 +14,7 @@ from adapters.throttling import InMemoryAttemptCounter
 from application.actors import UserActor
 from application.errors import AuthenticationFailed, Conflict, Forbidden, Throttled
 from application.identity import IdentityPolicy, IdentityService
+from application.ports import HashingBusy
 from domain.errors import InvalidValue
 from domain.users import Role
 from tests.fakes import FixedClock, cheap_hasher
@@ -36,7 +37,12 @@ def identity(clock: FixedClock) -> IdentityService:
         attempts=InMemoryAttemptCounter(monotonic=lambda: clock.now().timestamp()),
         clock=clock,
         ids=RandomIdGenerator(),
-        policy=IdentityPolicy(login_max_failures=3, login_window_seconds=60),
+        policy=IdentityPolicy(
+            login_max_failures=3,
+            login_window_seconds=60,
+            login_max_failures_per_address=6,
+            register_max_per_address=2,
+        ),
     )
 
 
@@ -95,14 +101,58 @@ async def test_failed_logins_are_throttled_per_account(
     await identity.login("ada@example.com", PASSWORD, "10.0.0.99")
 
 
-async def test_failed_logins_are_throttled_per_address(identity: IdentityService) -> None:
-    for i in range(3):
+async def test_failed_logins_are_throttled_per_address_at_a_looser_limit(
+    identity: IdentityService,
+) -> None:
+    """Many people share an address (NAT, proxy, localhost): the per-account limit (3) on one
+    account must not lock the others out; a spray over many accounts (6) does."""
+    await identity.register("ada@example.com", PASSWORD, "Ada")
+    for i in range(6):
+        if i == 3:
+            await identity.login("ada@example.com", PASSWORD, "6.6.6.6")
         with pytest.raises(AuthenticationFailed):
             await identity.login(f"user{i}@example.com", "wrong password", "6.6.6.6")
-    await identity.register("ada@example.com", PASSWORD, "Ada")
     with pytest.raises(Throttled):
         await identity.login("ada@example.com", PASSWORD, "6.6.6.6")
     await identity.login("ada@example.com", PASSWORD, "7.7.7.7")
+
+
+async def test_correct_passwords_are_not_counted_as_failures(identity: IdentityService) -> None:
+    await identity.register("ada@example.com", PASSWORD, "Ada")
+    for _ in range(10):
+        await identity.login("ada@example.com", PASSWORD, "6.6.6.6")
+    for i in range(6):
+        with pytest.raises(AuthenticationFailed):
+            await identity.login(f"user{i}@example.com", "wrong password", "6.6.6.6")
+
+
+async def test_registrations_are_limited_per_address_but_not_from_the_command_line(
+    identity: IdentityService,
+) -> None:
+    for i in range(2):
+        await identity.register(f"r{i}@example.com", PASSWORD, "R", client_address="5.5.5.5")
+    with pytest.raises(Throttled) as throttled:
+        await identity.register("r2@example.com", PASSWORD, "R", client_address="5.5.5.5")
+    assert 0 < throttled.value.retry_after_seconds <= 3600
+    await identity.register("r2@example.com", PASSWORD, "R", client_address="5.5.5.6")
+    await identity.create_admin("admin@example.com", PASSWORD, "Admin")
+
+
+async def test_a_registration_shed_for_busy_hashing_does_not_use_up_the_limit(
+    identity: IdentityService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def busy(password: str, *, wait: bool = True) -> str:
+        raise HashingBusy
+
+    hasher = identity._hasher
+    real_hash = hasher.hash
+    monkeypatch.setattr(hasher, "hash", busy)
+    for _ in range(5):
+        with pytest.raises(Throttled):
+            await identity.register("r@example.com", PASSWORD, "R", client_address="5.5.5.5")
+    monkeypatch.setattr(hasher, "hash", real_hash)
+    for i in range(2):
+        await identity.register(f"r{i}@example.com", PASSWORD, "R", client_address="5.5.5.5")
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_family(identity: IdentityService) -> None:

@@ -53,11 +53,16 @@ def _tokens(pair: TokenPair) -> TokenOut:
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    responses=problem_responses(409, 422),
+    responses=problem_responses(409, 422, 429),
 )
-async def register(body: RegisterIn, identity: Identity) -> UserOut:
-    """Create an account. The email is normalised (case, spaces); a taken email is a 409."""
-    user = await identity.register(body.email, body.password, body.display_name)
+async def register(
+    body: RegisterIn, address: Annotated[str, Depends(client_address)], identity: Identity
+) -> UserOut:
+    """Create an account. The email is normalised (case, spaces); a taken email is a 409. Too
+    many registrations from one address, or too many at once, answer 429 with Retry-After."""
+    user = await identity.register(
+        body.email, body.password, body.display_name, client_address=address
+    )
     return UserOut.model_validate(user)
 
 

@@ -43,11 +43,16 @@ OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+# OpenAI's schema wants an owner; the bot owner's user id would hand every member the ids of
+# the accounts (the admin's among them) that publish bots.
+MODEL_OWNER = "chatbots"
+
+
 class ModelOut(BaseModel):
     id: str
     object: Literal["model"] = "model"
     created: int
-    owned_by: str
+    owned_by: str = Field(MODEL_OWNER, description="Always `chatbots`: no user is revealed.")
     name: str = Field(description="The bot's name (an extension: OpenAI has no such field).")
 
 
@@ -115,7 +120,6 @@ async def list_models(actor: CurrentActor, conversations: Conversations) -> Mode
             ModelOut(
                 id=str(bot.id),
                 created=int(bot.created_at.timestamp()),
-                owned_by=str(bot.owner_id),
                 name=bot.name,
             )
             for bot in bots
