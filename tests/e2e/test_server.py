@@ -13,6 +13,12 @@ def test_health_and_readiness(http: httpx.Client) -> None:
     assert http.get("/readyz").status_code == 200
 
 
+def test_the_server_does_not_say_what_it_runs(http: httpx.Client) -> None:
+    response = http.get("/healthz")
+    assert "server" not in response.headers  # `chatbots serve` turns uvicorn's header off
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
 def test_swagger_ui_and_openapi_are_served(http: httpx.Client) -> None:
     docs = http.get("/docs")
     assert docs.status_code == 200
