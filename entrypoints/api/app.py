@@ -18,7 +18,16 @@ from entrypoints.api.docs import install_docs
 from entrypoints.api.hardening import SecurityHeaders, TextInputRule
 from entrypoints.api.middleware import BodySizeLimit
 from entrypoints.api.openapi import install_openapi
-from entrypoints.api.routers import auth, bots, conversations, health, openai_compat, users
+from entrypoints.api.routers import (
+    api_keys,
+    auth,
+    bots,
+    conversations,
+    health,
+    knowledge,
+    openai_compat,
+    users,
+)
 from entrypoints.bootstrap import Container, build_container, shutdown
 from entrypoints.log_safety import install_log_safety
 from entrypoints.seed import seed_example_bot
@@ -30,13 +39,15 @@ IDEMPOTENCY_PURGE_INTERVAL_SECONDS = 3600
 # the traffic come first (matching was ~8% of a history read when they came last). The paths
 # of different routers never overlap, so the order changes nothing else; `OPENAPI_TAGS` keeps
 # the documentation in reading order.
-ROUTERS = [conversations, openai_compat, bots, auth, users, health]
+ROUTERS = [conversations, openai_compat, bots, knowledge, api_keys, auth, users, health]
 OPENAPI_TAGS = [
     {"name": "health", "description": "Liveness and readiness probes."},
     {"name": "auth", "description": "Sign up, sign in, refresh and sign out."},
     {"name": "users", "description": "Your account; accounts of everyone (admins)."},
-    {"name": "bots", "description": "Create, teach, publish bots; API keys; stats."},
-    {"name": "conversations", "description": "Chat over REST and SSE; history; feedback."},
+    {"name": "bots", "description": "Create, read, change, publish and archive bots."},
+    {"name": "knowledge", "description": "What a bot knows: entries, one by one or in bulk."},
+    {"name": "api keys", "description": "Keys that let a website or a service chat with a bot."},
+    {"name": "conversations", "description": "Chat over REST and SSE; history; feedback; stats."},
     {"name": "openai-compatible", "description": "Chat with published bots as OpenAI models."},
 ]
 

@@ -82,11 +82,19 @@ def problem_response(
         "type": f"/problems/{slug}" if slug else "about:blank",
         "title": title or phrase,
         "status": status,
-        "detail": detail or phrase,
+        "detail": _sentence(detail or phrase),
     }
     if errors is not None:
         body["errors"] = errors
     return ProblemJSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _sentence(text: str) -> str:
+    """Details read as sentences, whichever layer wrote them."""
+    text = text.strip()
+    if text and not text.endswith((".", "!", "?")):
+        text += "."
+    return text[:1].upper() + text[1:]
 
 
 class ProblemJSONResponse(JSONResponse):

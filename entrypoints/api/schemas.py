@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Header, Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 T = TypeVar("T")
 
@@ -24,3 +25,24 @@ class PageOut(BaseModel, Generic[T]):
     next_cursor: str | None = Field(
         None, description="Pass as `?cursor=` for the next page; null on the last page."
     )
+
+
+class NoNulls(StrictIn):
+    """PATCH bodies: omit a field to keep it; `null` is not a value any of them can take."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            nulls = [name for name, value in data.items() if value is None]
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)}: null is not allowed; omit the field")
+        return data
+
+
+IfMatch = Annotated[
+    str | None,
+    Header(description='The `ETag` last read, e.g. `"3"`; a stale one answers 412.'),
+]
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
+Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]

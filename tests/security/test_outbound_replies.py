@@ -108,7 +108,8 @@ async def test_internal_addresses_get_one_fixed_answer_and_no_request(
 
     details = {target: (await reply_problem(member, target))["detail"] for target in targets}
 
-    assert set(details.values()) == {ADDRESS_REFUSED}, details
+    # Problem details are rendered as sentences.
+    assert set(details.values()) == {ADDRESS_REFUSED.capitalize() + "."}, details
     assert failing_service.request_count == 0
 
 

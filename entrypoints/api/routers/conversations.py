@@ -22,12 +22,10 @@ from application.errors import ApplicationError, UpstreamFailed
 from domain.conversations import MAX_MESSAGE_LENGTH, MAX_TITLE_LENGTH, ConversationStatus, Rating
 from entrypoints.api.dependencies import Conversations, CurrentActor
 from entrypoints.api.errors import problem_body, problem_responses
-from entrypoints.api.schemas import Out, PageOut, StrictIn
+from entrypoints.api.schemas import Cursor, Limit, Out, PageOut, StrictIn
 from entrypoints.api.streaming import completed_even_if_abandoned
 
 router = APIRouter(tags=["conversations"])
-Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
-Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
 StatusFilter = Annotated[Literal["open", "closed"] | None, Query(alias="status")]
 ExternalUser = Annotated[str | None, Query(max_length=200)]
 
@@ -169,7 +167,6 @@ async def list_bot_conversations(
     "/api/v1/bots/{bot_id}/stats",
     response_model=BotStatsOut,
     responses=problem_responses(401, 404),
-    tags=["bots"],
 )
 async def bot_stats(bot_id: UUID, actor: CurrentActor, conversations: Conversations) -> BotStatsOut:
     """Conversations, messages, fallback rate, feedback up/down, reply latency p50/p95."""
