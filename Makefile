@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format lock bench services clean
+.PHONY: help run test lint format lock bench services browser clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ run: $(VENV)/.runtime-installed ## install, migrate the embedded SQLite database
 	$(BIN)/chatbots migrate
 	$(BIN)/chatbots serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.dev-installed services lint ## install test tools, start services, lint, run the whole suite
+test: $(VENV)/.dev-installed services browser lint ## install test tools, start services, lint, run the whole suite
 	$(BIN)/pytest -n 2
 
 lint: $(VENV)/.dev-installed ## ruff, mypy --strict, import-linter layer contracts
@@ -62,6 +62,13 @@ services:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true
 	@for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 	@redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /tmp >/dev/null || true
+
+# Debian's Chromium drives the browser tests (tests/browser/) through Playwright; never
+# `playwright install`, which downloads its own browser. Where it cannot be installed (no root,
+# not Debian) the browser tests skip, and fail in CI, like the PostgreSQL ones.
+browser: ## install Debian's chromium for the browser tests when it is missing
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) \
+		|| echo "make browser: could not install chromium; tests/browser will skip (fail in CI)" >&2
 
 clean: ## remove the virtualenv, caches and the local database
 	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .ruff_cache .pytest_cache chatbots.db chatbots.db-*

@@ -57,6 +57,15 @@ class BotSettings:
 
 
 @dataclass(frozen=True)
+class BotView:
+    """A bot as one reader may see it: `managed` readers (its owner, admins) see every field;
+    other signed-in users see only the public fields of a published bot."""
+
+    bot: Bot
+    managed: bool
+
+
+@dataclass(frozen=True)
 class IssuedApiKey:
     key: BotApiKey
     secret: str  # shown once, never stored
@@ -168,6 +177,20 @@ class BotService:
         async with self._uow_factory(read_only=True) as uow:
             return await manageable_bot(uow, actor, bot_id)
 
+    async def view_bot(self, actor: Actor, bot_id: UUID) -> BotView:
+        """One bot: every field for its owner and admins; the public fields of a published bot
+        for any other signed-in user (who may chat with it); NotFound for everyone else."""
+        user = _require_user(actor)
+        async with self._uow_factory(read_only=True) as uow:
+            bot = await uow.bots.get(bot_id)
+        if bot is None:
+            raise NotFound("No such bot.")
+        if user.is_admin or bot.owner_id == user.user_id:
+            return BotView(bot, managed=True)
+        if bot.status is BotStatus.PUBLISHED:
+            return BotView(bot, managed=False)
+        raise NotFound("No such bot.")
+
     async def update_bot(
         self,
         actor: Actor,
@@ -240,9 +263,12 @@ class BotService:
             await uow.commit()
         return entry
 
-    async def import_entries(self, actor: Actor, bot_id: UUID, drafts: list[KnowledgeDraft]) -> int:
+    async def import_entries(
+        self, actor: Actor, bot_id: UUID, drafts: list[KnowledgeDraft]
+    ) -> list[UUID]:
         """All or nothing: every entry is validated before one transaction inserts them in
-        batches; one bad entry (its index is in the error) leaves the knowledge unchanged."""
+        batches; one bad entry (its index is in the error) leaves the knowledge unchanged.
+        Returns the new entries' ids, in the order of `drafts`."""
         if len(drafts) > MAX_BULK_ENTRIES:
             raise InvalidValue("entries", f"at most {MAX_BULK_ENTRIES} entries per request")
         async with self._uow_factory() as uow:
@@ -256,7 +282,7 @@ class BotService:
             await uow.knowledge.add_many(entries)
             await uow.bots.bump_knowledge_revision(bot.id, self._clock.now())
             await uow.commit()
-        return len(entries)
+        return [entry.id for entry in entries]
 
     def _new_entry(self, bot_id: UUID, draft: KnowledgeDraft) -> KnowledgeEntry:
         return KnowledgeEntry.create(

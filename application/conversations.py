@@ -72,6 +72,8 @@ MAX_LISTED_BOTS = 100
 @dataclass(frozen=True)
 class UserMessageStored:
     message: Message
+    # True when an Idempotency-Key retry replays the first answer: nothing new was stored.
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -658,7 +660,7 @@ class ConversationService:
         reply = await uow.messages.get(UUID(response["reply_id"]))
         if user_message is None or reply is None:
             raise Conflict("The first answer to this Idempotency-Key is no longer stored.")
-        yield UserMessageStored(user_message)
+        yield UserMessageStored(user_message, replayed=True)
         yield ReplyStored(reply)
 
     async def purge_expired_idempotency_keys(self) -> int:
@@ -733,47 +735,3 @@ class ConversationService:
             latency_p50_ms=_percentile(latencies, 0.50),
             latency_p95_ms=_percentile(latencies, 0.95),
         )
-
-
-def export_as_markdown(export: ConversationExport) -> str:
-    conversation = export.conversation
-    lines = [
-        f"# {conversation.title or 'Conversation'} with {export.bot.name}",
-        "",
-        f"- id: {conversation.id}",
-        f"- started: {conversation.created_at.isoformat()}",
-        f"- status: {conversation.status.value}",
-        "",
-    ]
-    for message in export.messages:
-        who = export.bot.name if message.role is MessageRole.ASSISTANT else "User"
-        lines += [f"**{who}** ({message.created_at.isoformat()}):", "", message.content, ""]
-    return "\n".join(lines)
-
-
-def export_as_json(export: ConversationExport) -> dict[str, Any]:
-    conversation = export.conversation
-    return {
-        "conversation": {
-            "id": str(conversation.id),
-            "bot_id": str(conversation.bot_id),
-            "bot_name": export.bot.name,
-            "title": conversation.title,
-            "status": conversation.status.value,
-            "external_user_id": conversation.external_user_id,
-            "created_at": conversation.created_at.isoformat(),
-            "last_message_at": conversation.last_message_at.isoformat(),
-            "message_count": conversation.message_count,
-        },
-        "messages": [
-            {
-                "id": str(m.id),
-                "seq": m.seq,
-                "role": m.role.value,
-                "content": m.content,
-                "created_at": m.created_at.isoformat(),
-                "metadata": m.metadata,
-            }
-            for m in export.messages
-        ],
-    }

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from sqlalchemy.exc import SQLAlchemyError
 
 from application.errors import ApplicationError
@@ -46,7 +47,7 @@ OPENAPI_TAGS = [
     {"name": "users", "description": "Your account; accounts of everyone (admins)."},
     {"name": "bots", "description": "Create, read, change, publish and archive bots."},
     {"name": "knowledge", "description": "What a bot knows: entries, one by one or in bulk."},
-    {"name": "api keys", "description": "Keys that let a website or a service chat with a bot."},
+    {"name": "api-keys", "description": "Keys that let a website or a service chat with a bot."},
     {"name": "conversations", "description": "Chat over REST and SSE; history; feedback; stats."},
     {"name": "openai-compatible", "description": "Chat with published bots as OpenAI models."},
 ]
@@ -89,6 +90,10 @@ def _settle_garbage_collector() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
 def create_app(container: Container | None = None) -> FastAPI:
     container = container or build_container()
     settings = container.settings()
@@ -116,6 +121,9 @@ def create_app(container: Container | None = None) -> FastAPI:
         openapi_url="/openapi.json" if settings.docs_enabled else None,
         # A redirect to the slash-less path would be built from the request's Host header.
         redirect_slashes=False,
+        # Operation ids are what generated SDKs name their methods: `create_bot`, not
+        # `create_bot_api_v1_bots_post`.
+        generate_unique_id_function=_operation_id,
     )
     app.state.container = container
     errors.install_error_handlers(app)

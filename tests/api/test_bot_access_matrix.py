@@ -109,3 +109,37 @@ async def test_bot_keys_cannot_create_or_list_bots(client: httpx.AsyncClient, ap
     ]:
         response = await client.request(method, path, json=body, headers=world["own_key"])
         assert response.status_code == 403
+
+
+async def test_any_signed_in_user_reads_the_public_fields_of_a_published_bot(
+    client: httpx.AsyncClient,
+) -> None:
+    owner = await sign_up(client, "owner@example.com")
+    reader = await sign_up(client, "reader@example.com")
+    created = await client.post(
+        "/api/v1/bots",
+        json={"name": "Shop", "greeting": "Hi!", "system_prompt": "secret instructions"},
+        headers=owner.headers,
+    )
+    bot = created.json()
+    url = f"/api/v1/bots/{bot['id']}"
+    assert (await client.get(url, headers=reader.headers)).status_code == 404  # a draft
+    await client.post(f"{url}/publish", headers=owner.headers)
+
+    public = await client.get(url, headers=reader.headers)
+    assert public.status_code == 200
+    assert public.json() == {
+        "id": bot["id"],
+        "name": "Shop",
+        "description": "",
+        "greeting": "Hi!",
+        "engine": "knowledge",
+        "status": "published",
+    }
+    assert "etag" not in public.headers
+    full = await client.get(url, headers=owner.headers)
+    assert full.json()["system_prompt"] == "secret instructions"
+    assert (await client.get(url)).status_code == 401
+
+    await client.post(f"{url}/archive", headers=owner.headers)
+    assert (await client.get(url, headers=reader.headers)).status_code == 404

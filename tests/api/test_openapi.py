@@ -63,3 +63,10 @@ def test_bot_keys_are_offered_where_they_work_and_only_there(spec: dict[str, Any
     assert not accepts_bot_keys("/api/v1/bots", "post")
     assert not accepts_bot_keys("/api/v1/bots/{bot_id}/knowledge", "post")
     assert not accepts_bot_keys("/api/v1/users/me", "get")
+
+
+def test_operation_ids_are_unique_and_readable(spec: dict[str, Any]) -> None:
+    ids = [operation["operationId"] for _, _, operation in _operations(spec)]
+    assert len(ids) == len(set(ids))
+    assert "create_bot" in ids
+    assert all("api_v1" not in operation_id for operation_id in ids)

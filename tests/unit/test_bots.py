@@ -104,7 +104,7 @@ async def test_knowledge_changes_move_the_revision(
     owner = await _user(db)
     bot = await service.create_bot(owner, BotSettings(name="Helper"))
     entry = await service.add_entry(owner, bot.id, KnowledgeDraft("Q?", "A."))
-    assert await service.import_entries(owner, bot.id, [KnowledgeDraft("Q2", "A2")] * 3) == 3
+    assert len(await service.import_entries(owner, bot.id, [KnowledgeDraft("Q2", "A2")] * 3)) == 3
     await service.update_entry(owner, bot.id, entry.id, {"answer": "B."}, expected_version=1)
     await service.delete_entry(owner, bot.id, entry.id)
     reread = await service.get_bot(owner, bot.id)

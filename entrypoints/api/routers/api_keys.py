@@ -10,7 +10,7 @@ from entrypoints.api.dependencies import Bots, CurrentUser
 from entrypoints.api.errors import problem_responses
 from entrypoints.api.schemas import Out, StrictIn
 
-router = APIRouter(prefix="/api/v1/bots", tags=["api keys"])
+router = APIRouter(prefix="/api/v1/bots", tags=["api-keys"])
 KEY_ERRORS = problem_responses(401, 403, 404)
 
 

@@ -50,6 +50,17 @@ class BotPatchIn(NoNulls):
     engine_config: dict[str, Any] | None = None
 
 
+class PublicBotOut(Out):
+    """What every signed-in user may know of a published bot."""
+
+    id: UUID
+    name: str
+    description: str
+    greeting: str
+    engine: EngineName
+    status: Literal["published"]
+
+
 class BotOut(Out):
     id: UUID
     owner_id: UUID
@@ -116,10 +127,17 @@ async def list_bots(
     )
 
 
-@router.get("/{bot_id}", response_model=BotOut, responses=BOT_ERRORS)
-async def read_bot(bot_id: UUID, actor: CurrentUser, bots: Bots, response: Response) -> BotOut:
-    """One bot, for its owner and admins (anyone else: 404)."""
-    return _bot(response, await bots.get_bot(actor, bot_id))
+@router.get("/{bot_id}", response_model=BotOut | PublicBotOut, responses=BOT_ERRORS)
+async def read_bot(
+    bot_id: UUID, actor: CurrentUser, bots: Bots, response: Response
+) -> BotOut | PublicBotOut:
+    """One bot. Its owner and admins read every field (with its `ETag`); any other signed-in
+    user reads the public fields of a published bot, the one they may chat with; drafts and
+    archived bots of others answer 404."""
+    view = await bots.view_bot(actor, bot_id)
+    if view.managed:
+        return _bot(response, view.bot)
+    return PublicBotOut.model_validate(view.bot)
 
 
 @router.patch(

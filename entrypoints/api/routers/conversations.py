@@ -15,13 +15,12 @@ from application.conversations import (
     ReplyDelta,
     ReplyStored,
     UserMessageStored,
-    export_as_json,
-    export_as_markdown,
 )
 from application.errors import ApplicationError, UpstreamFailed
 from domain.conversations import MAX_MESSAGE_LENGTH, MAX_TITLE_LENGTH, ConversationStatus, Rating
 from entrypoints.api.dependencies import Conversations, CurrentActor
 from entrypoints.api.errors import problem_body, problem_responses
+from entrypoints.api.export import ConversationExportOut, export_document, export_markdown
 from entrypoints.api.schemas import Cursor, Limit, Out, PageOut, StrictIn
 from entrypoints.api.streaming import completed_even_if_abandoned
 
@@ -284,8 +283,12 @@ async def _sse_stream(events: AsyncIterator[ExchangeEvent]) -> AsyncIterator[byt
         yield _sse("error", problem_body(error))
 
 
-async def _collect(events: AsyncIterator[ExchangeEvent]) -> ExchangeOut:
-    user_message = reply = None
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+async def _collect(first: ExchangeEvent, events: AsyncIterator[ExchangeEvent]) -> ExchangeOut:
+    user_message = first.message if isinstance(first, UserMessageStored) else None
+    reply = None
     async for event in events:
         if isinstance(event, UserMessageStored):
             user_message = event.message
@@ -316,6 +319,7 @@ async def post_message(
     conversation_id: UUID,
     body: MessageIn,
     request: Request,
+    response: Response,
     actor: CurrentActor,
     conversations: Conversations,
     idempotency_key: Annotated[
@@ -323,7 +327,7 @@ async def post_message(
         Header(
             max_length=255,
             description="Retries with the same key (same caller, 24 h) replay the first answer "
-            "and store nothing new.",
+            "and store nothing new; a replayed answer carries `Idempotent-Replayed: true`.",
         ),
     ] = None,
 ) -> ExchangeOut | StreamingResponse:
@@ -333,16 +337,19 @@ async def post_message(
     events = conversations.post_message(
         actor, conversation_id, body.content, idempotency_key=idempotency_key
     ).__aiter__()
-    if "text/event-stream" not in request.headers.get("accept", ""):
-        return await _collect(events)
     # Pull the first event before answering, so refusals (404, 409, ...) are still plain
     # problem responses with their status code rather than events in a 201 stream.
-    await events.__anext__()
+    first = await events.__anext__()
+    replayed = isinstance(first, UserMessageStored) and first.replayed
+    headers = {REPLAYED_HEADER: "true"} if replayed else {}
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        response.headers.update(headers)
+        return await _collect(first, events)
     return StreamingResponse(
         _sse_stream(completed_even_if_abandoned(events)),
         status_code=status.HTTP_201_CREATED,
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
@@ -383,8 +390,9 @@ async def rate_reply(
 
 @router.get(
     "/api/v1/conversations/{conversation_id}/export",
+    response_model=ConversationExportOut,
     responses={
-        200: {"content": {"application/json": {}, "text/markdown": {}}},
+        200: {"content": {"text/markdown": {"schema": {"type": "string"}}}},
         **problem_responses(401, 404, 422),
     },
 )
@@ -393,9 +401,9 @@ async def export_conversation(
     actor: CurrentActor,
     conversations: Conversations,
     format_: Annotated[Literal["json", "markdown"], Query(alias="format")] = "json",
-) -> Any:
+) -> ConversationExportOut | PlainTextResponse:
     """The whole conversation: JSON (default) or `?format=markdown`."""
     export = await conversations.export_conversation(actor, conversation_id)
     if format_ == "markdown":
-        return PlainTextResponse(export_as_markdown(export), media_type="text/markdown")
-    return export_as_json(export)
+        return PlainTextResponse(export_markdown(export), media_type="text/markdown")
+    return export_document(export)

@@ -67,6 +67,7 @@ class BulkIn(StrictIn):
 
 class BulkOut(Out):
     created: int
+    ids: list[UUID] = Field(description="The new entries' ids, in the order they were sent.")
 
 
 def _entry(response: Response, entry: object) -> KnowledgeOut:
@@ -113,8 +114,8 @@ async def list_knowledge(
 )
 async def import_knowledge(bot_id: UUID, body: BulkIn, actor: CurrentUser, bots: Bots) -> BulkOut:
     """Import up to 5,000 entries, all or nothing, in one transaction."""
-    created = await bots.import_entries(actor, bot_id, [e.draft() for e in body.entries])
-    return BulkOut(created=created)
+    ids = await bots.import_entries(actor, bot_id, [e.draft() for e in body.entries])
+    return BulkOut(created=len(ids), ids=ids)
 
 
 @router.get(

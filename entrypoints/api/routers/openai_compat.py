@@ -183,8 +183,10 @@ async def chat_completions(
         idempotency_key=idempotency_key,
     )
     iterator = events.__aiter__()
-    await iterator.__anext__()  # the user's message is stored; refusals were raised before
+    first = await iterator.__anext__()  # the user's message is stored; refusals came before
     headers = {"X-Conversation-Id": str(conversation_id)}
+    if isinstance(first, UserMessageStored) and first.replayed:
+        headers["Idempotent-Replayed"] = "true"
     created = int(time.time())
     if body.stream:
         return StreamingResponse(
