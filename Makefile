@@ -25,9 +25,9 @@ $(VENV)/.dev-installed: requirements-dev.txt pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@ $(VENV)/.runtime-installed
 
-run: $(VENV)/.runtime-installed ## install, migrate the embedded SQLite database, serve on $(HOST):$(PORT)
+run: $(VENV)/.runtime-installed ## install, migrate the embedded SQLite database, serve on $(HOST):$(PORT), a log line per request
 	$(BIN)/chatbots migrate
-	$(BIN)/chatbots serve --host $(HOST) --port $(PORT)
+	$(BIN)/chatbots serve --host $(HOST) --port $(PORT) --access-log
 
 test: $(VENV)/.dev-installed services browser lint ## install test tools, start services, lint, run the whole suite
 	$(BIN)/pytest -n 2

@@ -40,7 +40,10 @@ def free_port() -> int:
 
 @contextmanager
 def run_server(
-    database_url: str, log_path: Path, extra_env: dict[str, str] | None = None
+    database_url: str,
+    log_path: Path,
+    extra_env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> Iterator[RunningServer]:
     """Start the server the way `make run` does and wait until /readyz says 200."""
     port = free_port()
@@ -51,7 +54,7 @@ def run_server(
         "CHATBOTS_ENV": "test",
         **(extra_env or {}),
     }
-    command = [sys.executable, "-m", "entrypoints.cli", "serve", "--port", str(port)]
+    command = [sys.executable, "-m", "entrypoints.cli", "serve", "--port", str(port), *extra_args]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = RunningServer(f"http://127.0.0.1:{port}", database_url, log_path)

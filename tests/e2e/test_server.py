@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import httpx
 import pytest
+
+from tests.databases import sqlite_database
+from tests.e2e.conftest import run_server
 
 pytestmark = pytest.mark.e2e
 
@@ -76,3 +82,23 @@ def test_the_example_bot_answers_a_newcomer(http: httpx.Client) -> None:
     ).json()["reply"]
     assert reply["metadata"]["fallback"] is False
     assert "POST /api/v1/bots" in reply["content"]
+
+
+def test_make_run_logs_each_request_without_secrets(tmp_path: Path) -> None:
+    makefile = (Path(__file__).parents[2] / "Makefile").read_text()
+    run_recipe = makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    assert "serve" in run_recipe
+    assert "--access-log" in run_recipe
+    with (
+        sqlite_database(tmp_path) as url,
+        run_server(url, tmp_path / "server.log", extra_args=("--access-log",)) as server,
+        httpx.Client(base_url=server.base_url) as http,
+    ):
+        http.get("/api/v1/users/me", headers={"Authorization": "Bearer secret-token-123"})
+        http.post("/api/v1/auth/token", data={"username": "a@x.io", "password": "hunter2 hunter2"})
+        time.sleep(0.2)  # the access log is written after the answer
+        log = server.log()
+    assert '"GET /api/v1/users/me HTTP/1.1" 401' in log
+    assert '"POST /api/v1/auth/token HTTP/1.1" 401' in log
+    assert "secret-token-123" not in log
+    assert "hunter2" not in log
