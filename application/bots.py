@@ -10,11 +10,12 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from application.actors import Actor, BotKeyActor, UserActor
+from application.access import manageable_bot, require_user
+from application.actors import Actor, BotKeyActor
 from application.errors import (
     AuthenticationFailed,
     ConcurrentUpdate,
-    Forbidden,
+    Conflict,
     NotFound,
     PreconditionFailed,
 )
@@ -90,28 +91,11 @@ def is_api_key(raw_token: str) -> bool:
     return raw_token.startswith(API_KEY_PREFIX)
 
 
-def _require_user(actor: Actor) -> UserActor:
-    if isinstance(actor, BotKeyActor):
-        raise Forbidden("Bot API keys may only chat with their bot.")
-    return actor
-
-
 def _check_version(current: int, expected: int | None) -> None:
     if expected is not None and expected != current:
         raise PreconditionFailed(
             f"The resource is at version {current}, not {expected}; read it again."
         )
-
-
-async def manageable_bot(uow: UnitOfWork, actor: Actor, bot_id: UUID) -> Bot:
-    """The bot, if the caller may manage it (owner or admin). Anyone else, and bot keys, get
-    NotFound: another owner's bot is never revealed to exist."""
-    bot = await uow.bots.get(bot_id)
-    if bot is None or isinstance(actor, BotKeyActor):
-        raise NotFound("No such bot.")
-    if not (actor.is_admin or bot.owner_id == actor.user_id):
-        raise NotFound("No such bot.")
-    return bot
 
 
 class BotService:
@@ -132,7 +116,7 @@ class BotService:
 
     async def create_bot(self, actor: Actor, settings: BotSettings) -> Bot:
         """Create a draft bot owned by the caller. `engine_config` is checked per engine."""
-        user = _require_user(actor)
+        user = require_user(actor)
         config = self._engine_rules.validate(settings.engine, settings.engine_config or {})
         bot = Bot.create(
             id=self._ids.new_id(),
@@ -161,7 +145,7 @@ class BotService:
         cursor: str | None = None,
     ) -> Page[Bot]:
         """The caller's bots, newest first (admins: every bot)."""
-        user = _require_user(actor)
+        user = require_user(actor)
         size = clamp_limit(limit)
         flt = BotFilter(
             owner_id=None if user.is_admin else user.user_id,
@@ -180,7 +164,7 @@ class BotService:
     async def view_bot(self, actor: Actor, bot_id: UUID) -> BotView:
         """One bot: every field for its owner and admins; the public fields of a published bot
         for any other signed-in user (who may chat with it); NotFound for everyone else."""
-        user = _require_user(actor)
+        user = require_user(actor)
         async with self._uow_factory(read_only=True) as uow:
             bot = await uow.bots.get(bot_id)
         if bot is None:
@@ -213,7 +197,7 @@ class BotService:
                     "engine_config": self._engine_rules.validate(engine, config),
                 }
             bot.configure(changes, self._clock.now())
-            await self._commit_versioned(uow)
+            await self._commit_versioned(uow, expected_version)
         return bot
 
     async def delete_bot(
@@ -243,13 +227,16 @@ class BotService:
         return bot
 
     @staticmethod
-    async def _commit_versioned(uow: UnitOfWork) -> None:
+    async def _commit_versioned(uow: UnitOfWork, expected_version: int | None = None) -> None:
+        """A lost race is the caller's stale `If-Match` when they sent one (412), else a
+        conflict with a concurrent change (409)."""
         try:
             await uow.commit()
         except ConcurrentUpdate as error:
-            raise PreconditionFailed("The resource was changed concurrently; read it again.") from (
-                error
-            )
+            detail = "The resource was changed concurrently; read it again."
+            if expected_version is not None:
+                raise PreconditionFailed(detail) from error
+            raise Conflict(detail) from error
 
     # --- knowledge ----------------------------------------------------------------------------
 
@@ -328,7 +315,7 @@ class BotService:
             _check_version(entry.version, expected_version)
             entry.revise(self._clock.now(), **changes)
             await uow.bots.bump_knowledge_revision(bot_id, self._clock.now())
-            await self._commit_versioned(uow)
+            await self._commit_versioned(uow, expected_version)
         return entry
 
     async def delete_entry(

@@ -41,11 +41,35 @@ class Throttled(ApplicationError):
 
 
 class ConcurrentUpdate(ApplicationError):
-    """Raised by a unit of work when an optimistic version check lost a race at commit."""
+    """Raised by a unit of work when an optimistic version check lost a race at commit: the row
+    is no longer at the version it was read at. Use cases turn it into PreconditionFailed when
+    the caller sent `If-Match`, else into Conflict."""
 
 
 class DuplicateKey(ApplicationError):
-    """Raised by a unit of work when a unique rule (email, key prefix, ...) is broken at commit."""
+    """Raised by a unit of work when a unique rule (email, key prefix, ...) is broken.
+
+    `resource` names what was duplicated (the table, e.g. "idempotency_keys"), so a use case can
+    tell the race it expects from any other duplicate.
+    """
+
+    def __init__(self, detail: str = "", *, resource: str | None = None) -> None:
+        super().__init__(detail)
+        self.resource = resource
+
+
+class IntegrityViolation(ApplicationError):
+    """A write broke a rule of the store other than uniqueness (a missing parent row, a NOT NULL
+    or CHECK constraint): a bug or a race with a delete, never the caller's fault to retry."""
+
+
+class StoreBusy(ApplicationError):
+    """The store could not take the write now (locked, serialisation failure, deadlock, no free
+    connection): retrying shortly is expected to work."""
+
+    def __init__(self, detail: str = "", retry_after_seconds: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class UpstreamFailed(ApplicationError):

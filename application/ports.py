@@ -145,6 +145,24 @@ class MessageRepository(Protocol):
         ...
 
 
+class ConversationLog(Protocol):
+    """The hot write of a chat, as named operations: every message is written through here.
+
+    `lock` then `append`, in one unit of work, is what posting a message or storing a reply is;
+    the SQL adapter runs each as a fixed, small set of statements.
+    """
+
+    async def lock(self, conversation_id: UUID) -> Conversation | None:
+        """The conversation, its row locked until the unit of work ends: appends to one
+        conversation are serialised, so sequence numbers have no gaps."""
+        ...
+
+    async def append(self, conversation: Conversation, messages: Sequence[Message]) -> None:
+        """Store `messages`, which the domain has just appended to `conversation`, with the
+        conversation's new counters. `conversation` is one this unit of work locked or added."""
+        ...
+
+
 class FeedbackRepository(Protocol):
     async def add(self, feedback: Feedback) -> None: ...
     async def get(self, message_id: UUID) -> Feedback | None: ...
@@ -201,6 +219,7 @@ class UnitOfWork(Protocol):
     knowledge: KnowledgeRepository
     api_keys: ApiKeyRepository
     conversations: ConversationRepository
+    conversation_log: ConversationLog
     messages: MessageRepository
     feedback: FeedbackRepository
     idempotency: IdempotencyRepository
@@ -352,18 +371,20 @@ class KnowledgeRetriever(Protocol):
         ...
 
 
-class ReplyEngine(Protocol):
-    @property
-    def reads_history(self) -> bool:
-        """Whether `reply` looks at `ReplyRequest.history`. When it does not, the service does
-        not read the history for it (a knowledge reply answers the new message alone)."""
-        ...
+@dataclass(frozen=True)
+class Reply:
+    """A whole reply given at once."""
 
-    def answers_without_io(self, bot: Bot) -> bool:
-        """Whether replying for `bot` now needs no I/O at all (no network, no database): then
-        the service answers inside the transaction that stores the message, one transaction
-        instead of two. An engine that would first load something says False: a request that
-        holds a pooled connection must never wait for a second one."""
+    text: str
+    metadata: dict[str, Any]
+
+
+class ReplyEngine(Protocol):
+    def answer_now(self, bot: Bot, message: str) -> Reply | None:
+        """The whole reply to `message`, if the engine can give it now without any I/O (no
+        network, no database, nothing to load); else None, and `reply` is called instead,
+        with the history, outside any transaction. The service answers inside the
+        transaction that stores the message only when this returns a reply."""
         ...
 
     def reply(self, request: ReplyRequest) -> AsyncIterator[ReplyEvent]:

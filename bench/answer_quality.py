@@ -150,14 +150,14 @@ async def application_bot(knowledge: Sequence[KnowledgeDraft], threshold: float 
     await container.bots().import_entries(actor, bot.id, list(knowledge))
     conversations = container.conversations()
     asked = 0
-    conversation_id = (await conversations.start_conversation(actor, bot.id)).id
+    conversation_id = (await conversations.threads.start_conversation(actor, bot.id)).id
 
     async def ask(question: str) -> Answer:
         nonlocal asked, conversation_id
         asked += 1
         if asked % QUESTIONS_PER_CONVERSATION == 0:
-            conversation_id = (await conversations.start_conversation(actor, bot.id)).id
-        async for event in conversations.post_message(actor, conversation_id, question):
+            conversation_id = (await conversations.threads.start_conversation(actor, bot.id)).id
+        async for event in conversations.chat.post_message(actor, conversation_id, question):
             if isinstance(event, ReplyStored):
                 metadata = event.message.metadata
                 return Answer(

@@ -112,6 +112,36 @@ class Conversation:
             raise InvalidValue("content", f"must be 1 to {MAX_MESSAGE_LENGTH} characters long")
         if role is MessageRole.USER and not content.strip():
             raise InvalidValue("content", "must not be only whitespace")
+        return self._next(message_id, role, content, now, metadata)
+
+    def record_reply(
+        self,
+        *,
+        answering: Message,
+        message_id: UUID,
+        content: str,
+        now: datetime,
+        metadata: dict[str, Any] | None = None,
+    ) -> Message:
+        """The bot's reply to a message this conversation accepted. It is recorded even if the
+        conversation was closed while the bot was answering: closing refuses new messages, not
+        the answer to one already taken."""
+        if (
+            answering.conversation_id != self.id
+            or answering.role is not MessageRole.USER
+            or answering.seq > self.message_count
+        ):
+            raise InvalidValue("answering", "is not a user message of this conversation")
+        return self._next(message_id, MessageRole.ASSISTANT, content, now, metadata)
+
+    def _next(
+        self,
+        message_id: UUID,
+        role: MessageRole,
+        content: str,
+        now: datetime,
+        metadata: dict[str, Any] | None,
+    ) -> Message:
         self.message_count += 1
         self.last_message_at = now
         self.updated_at = now

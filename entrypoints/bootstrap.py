@@ -19,7 +19,7 @@ from adapters.auth.jwt_tokens import JwtAccessTokenIssuer
 from adapters.auth.passwords import Argon2PasswordHasher
 from adapters.engines.config import EngineConfigValidator
 from adapters.engines.knowledge import KnowledgeEngine
-from adapters.engines.upstream_keys import offered_upstream_keys
+from adapters.engines.openai import offered_upstream_keys
 from adapters.memory import InMemoryDatabase, InMemoryUnitOfWork
 from adapters.memory.readiness import InMemorySchemaInspector
 from adapters.outbound_policy import OutboundPolicy
@@ -29,9 +29,9 @@ from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from adapters.system import RandomIdGenerator, SystemClock
 from adapters.throttling import InMemoryAttemptCounter, RedisAttemptCounter, redis_client
 from application.bots import BotService, load_knowledge
-from application.conversations import ConversationService
+from application.conversations import ConversationUseCases
 from application.identity import IdentityPolicy, IdentityService
-from application.ports import ReplyEngine, ReplyEvent, ReplyRequest
+from application.ports import Reply, ReplyEngine, ReplyEvent, ReplyRequest
 from domain.bots import Bot, EngineKind
 from entrypoints.settings import Settings
 
@@ -52,8 +52,6 @@ class OpenAIEngineOnDemand:
     container builds it (never the environment itself), and the guarded client's allowances.
     """
 
-    reads_history = True
-
     def __init__(
         self,
         knowledge: KnowledgeEngine,
@@ -69,15 +67,12 @@ class OpenAIEngineOnDemand:
         self._engine: ReplyEngine | None = None
         self._close: Callable[[], Awaitable[None]] | None = None
 
-    def answers_without_io(self, bot: Bot) -> bool:
-        return False
+    def answer_now(self, bot: Bot, message: str) -> Reply | None:
+        return None  # every reply is a call to the upstream
 
     def reply(self, request: ReplyRequest) -> AsyncIterator[ReplyEvent]:
         if self._engine is None:
-            from adapters.engines.openai_compatible import (
-                OpenAICompatibleEngine,
-                build_http_client,
-            )
+            from adapters.engines.openai import OpenAICompatibleEngine, build_http_client
 
             client = build_http_client(self._outbound)
             self._engine, self._close = (
@@ -189,7 +184,7 @@ class Container(containers.DeclarativeContainer):
         {EngineKind.KNOWLEDGE: knowledge_engine, EngineKind.OPENAI: openai_engine}
     )
     conversations = providers.Singleton(
-        ConversationService, uow_factory=uow_factory, engines=engines, clock=clock, ids=ids
+        ConversationUseCases.build, uow_factory=uow_factory, engines=engines, clock=clock, ids=ids
     )
     bots = providers.Singleton(
         BotService, uow_factory=uow_factory, engine_rules=engine_rules, clock=clock, ids=ids

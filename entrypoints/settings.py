@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from adapters.engines.upstream_keys import checked_offer
+from adapters.engines.openai import checked_offer
 from adapters.outbound_policy import parse_allowed_hosts
 from adapters.sqlalchemy.database import DEFAULT_DATABASE_URL
 

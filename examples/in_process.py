@@ -82,10 +82,10 @@ async def main() -> int:
             bot = await bots.create_bot(actor, BotSettings(name=BOT_NAME, greeting="Hi!"))
             await bots.import_entries(actor, bot.id, ENTRIES)
 
-        conversation = await conversations.start_conversation(actor, bot.id)
+        conversation = await conversations.threads.start_conversation(actor, bot.id)
         for question in ["When are you open?", "Do you deliver to France?"]:
             print(f"> {question}")
-            async for event in conversations.post_message(actor, conversation.id, question):
+            async for event in conversations.chat.post_message(actor, conversation.id, question):
                 if isinstance(event, ReplyDelta):
                     print(event.text, end="", flush=True)
                 elif isinstance(event, ReplyStored):

@@ -6,8 +6,8 @@ from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from typing import Any
 
-from adapters.engines.knowledge import validate_knowledge_config
-from adapters.engines.openai_config import validate_openai_config
+from adapters.engines.knowledge.config import validate_knowledge_config
+from adapters.engines.openai.config import validate_openai_config
 from domain.bots import EngineKind
 from domain.errors import InvalidValue
 

@@ -213,6 +213,7 @@ class InMemoryUnitOfWork:
         self.api_keys = repos.InMemoryApiKeyRepository(session)
         self.conversations = repos.InMemoryConversationRepository(session, self._lock)
         self.messages = repos.InMemoryMessageRepository(session)
+        self.conversation_log = repos.InMemoryConversationLog(self.conversations, self.messages)
         self.feedback = repos.InMemoryFeedbackRepository(session)
         self.idempotency = repos.InMemoryIdempotencyRepository(session)
         self.stats = repos.InMemoryStatsReader(session)

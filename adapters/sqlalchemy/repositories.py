@@ -389,3 +389,20 @@ class SqlAlchemyStatsReader(_Repository):
             feedback_down=int(ratings.get(Rating.DOWN, 0)),
             reply_latencies_ms=[int(v) for v in latencies if v is not None],
         )
+
+
+class SqlAlchemyConversationLog:
+    def __init__(
+        self,
+        conversations: SqlAlchemyConversationRepository,
+        messages: SqlAlchemyMessageRepository,
+    ) -> None:
+        self._conversations = conversations
+        self._messages = messages
+
+    async def lock(self, conversation_id: UUID) -> Conversation | None:
+        return await self._conversations.get_for_update(conversation_id)
+
+    async def append(self, conversation: Conversation, messages: Sequence[Message]) -> None:
+        for message in messages:
+            await self._messages.add(message)

@@ -120,6 +120,7 @@ class SqlAlchemyUnitOfWork:
         self.api_keys = repos.SqlAlchemyApiKeyRepository(session)
         self.conversations = repos.SqlAlchemyConversationRepository(session, reads, transaction)
         self.messages = repos.SqlAlchemyMessageRepository(session, reads, transaction)
+        self.conversation_log = repos.SqlAlchemyConversationLog(self.conversations, self.messages)
         self.feedback = repos.SqlAlchemyFeedbackRepository(session)
         self.idempotency = repos.SqlAlchemyIdempotencyRepository(session)
         self.stats = repos.SqlAlchemyStatsReader(session)

@@ -72,7 +72,7 @@ async def _seed(container: Container) -> None:
 async def _purge_idempotency_keys_hourly(container: Container) -> None:
     while True:
         try:
-            purged = await container.conversations().purge_expired_idempotency_keys()
+            purged = await container.conversations().idempotency.purge_expired()
             if purged:
                 logger.info("purged %d expired idempotency keys", purged)
         except (ApplicationError, SQLAlchemyError, OSError) as error:

@@ -17,7 +17,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from application.actors import Actor, UserActor
 from application.bots import BotService, is_api_key
-from application.conversations import ConversationService
+from application.conversations import ConversationUseCases
 from application.errors import AuthenticationFailed, Forbidden
 from application.identity import IdentityService
 from application.ports import SchemaInspector
@@ -47,8 +47,8 @@ async def bot_service(request: Request) -> BotService:
     return service
 
 
-async def conversation_service(request: Request) -> ConversationService:
-    service: ConversationService = _container(request).conversations()
+async def conversation_service(request: Request) -> ConversationUseCases:
+    service: ConversationUseCases = _container(request).conversations()
     return service
 
 
@@ -58,7 +58,7 @@ async def schema_inspector(request: Request) -> SchemaInspector:
 
 Identity = Annotated[IdentityService, Depends(identity_service)]
 Bots = Annotated[BotService, Depends(bot_service)]
-Conversations = Annotated[ConversationService, Depends(conversation_service)]
+Conversations = Annotated[ConversationUseCases, Depends(conversation_service)]
 Inspector = Annotated[SchemaInspector, Depends(schema_inspector)]
 
 

@@ -1,8 +1,8 @@
-"""The error table: every application and domain error mapped to an RFC 9457 problem."""
+"""The error table: every application and domain error mapped to a problem (problems.py),
+and the handlers that answer with it, in the rendering the caller's surface speaks."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,15 +13,15 @@ from fastapi import FastAPI, Request, params
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from application import errors as app_errors
 from application.pagination import InvalidCursor
 from domain import errors as domain_errors
+from entrypoints.api.problem_schema import Problem as ProblemDocument
+from entrypoints.api.problems import PROBLEM_JSON, Problem
 
 logger = logging.getLogger("chatbots.api")
-PROBLEM_JSON = "application/problem+json"
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,9 @@ ERROR_TABLE: dict[type[Exception], ProblemKind] = {
     app_errors.Forbidden: ProblemKind(403, "forbidden", "Forbidden"),
     app_errors.Conflict: ProblemKind(409, "conflict", "Conflict"),
     app_errors.DuplicateKey: ProblemKind(409, "conflict", "Conflict"),
-    app_errors.ConcurrentUpdate: ProblemKind(412, "precondition-failed", "Precondition failed"),
+    app_errors.ConcurrentUpdate: ProblemKind(409, "conflict", "Conflict"),
+    app_errors.IntegrityViolation: ProblemKind(409, "integrity-violation", "Conflict"),
+    app_errors.StoreBusy: ProblemKind(503, "store-busy", "Service busy"),
     app_errors.PreconditionFailed: ProblemKind(412, "precondition-failed", "Precondition failed"),
     app_errors.Throttled: ProblemKind(429, "throttled", "Too many requests"),
     app_errors.UpstreamTimeout: ProblemKind(504, "upstream-timeout", "Upstream model timed out"),
@@ -53,101 +55,6 @@ ERROR_TABLE: dict[type[Exception], ProblemKind] = {
 }
 
 
-class ValidationIssue(BaseModel):
-    loc: list[str | int]
-    msg: str
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details, the body of every error answer."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    errors: list[ValidationIssue] | None = None
-
-
-def problem_response(
-    status: int,
-    detail: str,
-    *,
-    slug: str | None = None,
-    title: str | None = None,
-    errors: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    phrase = HTTPStatus(status).phrase
-    body: dict[str, Any] = {
-        "type": f"/problems/{slug}" if slug else "about:blank",
-        "title": title or phrase,
-        "status": status,
-        "detail": _sentence(detail or phrase),
-    }
-    if errors is not None:
-        body["errors"] = errors
-    return ProblemJSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
-
-
-def _sentence(text: str) -> str:
-    """Details read as sentences, whichever layer wrote them."""
-    text = text.strip()
-    if text and not text.endswith((".", "!", "?")):
-        text += "."
-    return text[:1].upper() + text[1:]
-
-
-class ProblemJSONResponse(JSONResponse):
-    """ASCII-escaped JSON: an error may echo what the caller sent, and an echoed lone surrogate
-    must still render (as `\\udxxx`) instead of failing the answer with a 500."""
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":")).encode("ascii")
-
-
-OPENAI_PATH_PREFIX = "/v1/"
-_OPENAI_TYPES = {
-    401: ("authentication_error", "invalid_api_key"),
-    403: ("permission_error", "forbidden"),
-    404: ("invalid_request_error", "model_not_found"),
-    409: ("invalid_request_error", "conflict"),
-    413: ("invalid_request_error", "request_too_large"),
-    429: ("rate_limit_error", "rate_limit_exceeded"),
-    502: ("upstream_error", "upstream_failed"),
-    504: ("upstream_error", "upstream_timeout"),
-}
-
-
-def openai_error_body(status: int, message: str, param: str | None = None) -> dict[str, Any]:
-    """OpenAI's error envelope, which its SDKs parse into typed exceptions."""
-    error_type, code = _OPENAI_TYPES.get(
-        status, ("invalid_request_error" if status < 500 else "api_error", None)
-    )
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
-
-
-def openai_response(problem: JSONResponse, code: str | None = None) -> JSONResponse:
-    """The same answer (status, headers) in OpenAI's envelope, for the `/v1` surface."""
-    body = json.loads(bytes(problem.body))
-    issues = body.get("errors") or []
-    param = ".".join(str(p) for p in issues[0]["loc"][1:]) if issues else None
-    message = body["detail"]
-    if issues:
-        message = "; ".join(f"{'.'.join(map(str, i['loc']))}: {i['msg']}" for i in issues)
-    headers = {k: v for k, v in problem.headers.items() if k.lower() in _KEPT_HEADERS}
-    envelope = openai_error_body(problem.status_code, message, param or None)
-    if code is not None:
-        envelope["error"]["code"] = code
-    return ProblemJSONResponse(envelope, status_code=problem.status_code, headers=headers)
-
-
-_KEPT_HEADERS = {"www-authenticate", "retry-after", "allow"}
-
-
-def _for(request: Request, problem: JSONResponse) -> JSONResponse:
-    return openai_response(problem) if request.url.path.startswith(OPENAI_PATH_PREFIX) else problem
-
-
 def kind_of(error: Exception) -> ProblemKind | None:
     for cls in type(error).__mro__:
         if cls in ERROR_TABLE:
@@ -155,34 +62,22 @@ def kind_of(error: Exception) -> ProblemKind | None:
     return None
 
 
-def problem_for(error: Exception) -> JSONResponse:
+def problem_for(error: Exception) -> Problem:
     kind = kind_of(error)
     if kind is None:  # pragma: no cover - every raised class is in the table
-        return problem_response(500, "")
+        return Problem(500)
     headers: dict[str, str] = {}
     if kind.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    if isinstance(error, app_errors.Throttled):
+    if isinstance(error, app_errors.Throttled | app_errors.StoreBusy):
         headers["Retry-After"] = str(error.retry_after_seconds)
     detail = getattr(error, "detail", "") or str(error)
     errors = None
     if isinstance(error, domain_errors.InvalidValue):
         errors = [{"loc": ["body", error.field], "msg": error.message}]
-    return problem_response(
+    return Problem(
         kind.status, detail, slug=kind.slug, title=kind.title, errors=errors, headers=headers
     )
-
-
-def problem_body(error: Exception) -> dict[str, Any]:
-    """The problem object for `error`, for answers already under way (an SSE `error` event)."""
-    body: dict[str, Any] = json.loads(bytes(problem_for(error).body))
-    return body
-
-
-def openai_error_for(error: Exception) -> dict[str, Any]:
-    """The same, in OpenAI's envelope (an error chunk of a `/v1` stream)."""
-    body: dict[str, Any] = json.loads(bytes(openai_response(problem_for(error)).body))
-    return body
 
 
 _JSON_MEDIA_TYPES = ("application/json",)
@@ -190,7 +85,7 @@ _FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _WRONG_BODY_TYPES = {"model_attributes_type", "dict_type", "missing"}
 
 
-def _media_type_mismatch(request: Request, issues: Sequence[Any]) -> JSONResponse | None:
+def _media_type_mismatch(request: Request, issues: Sequence[Any]) -> Problem | None:
     """415 when the body failed to validate because it came in the wrong media type."""
     route = request.scope.get("route")
     body_field = getattr(route, "body_field", None)
@@ -214,19 +109,19 @@ def _media_type_mismatch(request: Request, issues: Sequence[Any]) -> JSONRespons
             "This route takes a JSON body: send Content-Type: application/json, "
             f"not {media_type or 'no content type'}."
         )
-    return problem_response(415, detail, slug="unsupported-media-type")
+    return Problem(415, detail, slug="unsupported-media-type")
 
 
-def _validation_problem(request: Request, error: RequestValidationError) -> JSONResponse:
+def _validation_problem(request: Request, error: RequestValidationError) -> Problem:
     issues = error.errors()
     if any(issue.get("type") == "json_invalid" for issue in issues):
-        return problem_response(400, "The request body is not valid JSON.", slug="malformed-body")
+        return Problem(400, "The request body is not valid JSON.", slug="malformed-body")
     if (mismatch := _media_type_mismatch(request, issues)) is not None:
         return mismatch
     errors = [
         {"loc": list(issue.get("loc", ())), "msg": str(issue.get("msg", ""))} for issue in issues
     ]
-    return problem_response(
+    return Problem(
         422,
         "The request does not match the schema.",
         slug="validation-error",
@@ -236,12 +131,12 @@ def _validation_problem(request: Request, error: RequestValidationError) -> JSON
 
 
 async def _on_known_error(request: Request, error: Exception) -> JSONResponse:
-    return _for(request, problem_for(error))
+    return problem_for(error).response_for(request.url.path)
 
 
 async def _on_validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
-    return _for(request, _validation_problem(request, error))
+    return _validation_problem(request, error).response_for(request.url.path)
 
 
 # What the framework itself answers (no route, wrong method, unparsable or oversized body), in
@@ -267,20 +162,18 @@ async def _on_http_error(request: Request, error: Exception) -> JSONResponse:
         if status == 405 and "allow" in {k.lower() for k in headers}:
             allowed = next(v for k, v in headers.items() if k.lower() == "allow")
             detail = detail.rstrip(".") + f"; allowed: {allowed}."
-    problem = problem_response(status, detail, slug=slug, headers=headers)
-    if request.url.path.startswith(OPENAI_PATH_PREFIX):
-        # OpenAI's own answer to an unknown path; `model_not_found` is for an unknown bot.
-        return openai_response(problem, code="unknown_url" if status == 404 else None)
-    return problem
+    # OpenAI's own code for an unknown path: `model_not_found` is for an unknown bot.
+    code = "unknown_url" if status == 404 else None
+    problem = Problem(status, detail, slug=slug, headers=headers, openai_code=code)
+    return problem.response_for(request.url.path)
 
 
 async def _on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
     # The stack trace goes to the log (without what a database error quotes: log_safety.py),
     # never to the caller.
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return _for(
-        request, problem_response(500, "An unexpected error occurred.", slug="internal-error")
-    )
+    problem = Problem(500, "An unexpected error occurred.", slug="internal-error")
+    return problem.response_for(request.url.path)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -295,7 +188,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries so every route documents its problem answers."""
     return {
         status: {
-            "model": Problem,
+            "model": ProblemDocument,
             "description": HTTPStatus(status).phrase,
             "content": {PROBLEM_JSON: {}},
         }

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.text import UNSTORABLE_TEXT_MESSAGE, is_storable
-from entrypoints.api.errors import OPENAI_PATH_PREFIX, openai_response, problem_response
+from entrypoints.api.problems import OPENAI_PATH_PREFIX, Problem
 
 # Bytes without which a JSON body cannot decode to a NUL or a lone surrogate: an escape (\u),
 # a raw NUL (invalid JSON anyway) or an encoded surrogate (0xED 0xA0-0xBF, which Python's
@@ -94,8 +94,8 @@ class TextInputRule:
         try:
             messages = await _whole_body(receive)
         except HTTPException as error:  # the body limit, raised by the middleware around us
-            response = problem_response(error.status_code, str(error.detail), slug="body-too-large")
-            await self._send(scope, receive, send, response)
+            problem = Problem(error.status_code, str(error.detail), slug="body-too-large")
+            await problem.response_for(scope["path"])(scope, receive, send)
             return
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
         if found := _body_locations(media_type, body):
@@ -106,20 +106,14 @@ class TextInputRule:
     async def _refuse(
         self, scope: Scope, receive: Receive, send: Send, locations: list[list[str | int]]
     ) -> None:
-        response = problem_response(
+        problem = Problem(
             422,
             "The request contains text that cannot be stored.",
             slug="validation-error",
             title="Validation error",
             errors=[{"loc": loc, "msg": UNSTORABLE_TEXT_MESSAGE} for loc in locations],
         )
-        await self._send(scope, receive, send, response)
-
-    @staticmethod
-    async def _send(scope: Scope, receive: Receive, send: Send, response: Any) -> None:
-        if scope["path"].startswith(OPENAI_PATH_PREFIX):
-            response = openai_response(response)
-        await response(scope, receive, send)
+        await problem.response_for(scope["path"])(scope, receive, send)
 
 
 async def _whole_body(receive: Receive) -> list[Message]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from entrypoints.api.errors import OPENAI_PATH_PREFIX, openai_response, problem_response
+from entrypoints.api.problems import Problem
 
 
 class BodySizeLimit:
@@ -22,10 +22,8 @@ class BodySizeLimit:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                response = problem_response(413, self._detail(), slug="body-too-large")
-                if scope["path"].startswith(OPENAI_PATH_PREFIX):
-                    response = openai_response(response)
-                await response(scope, receive, send)
+                problem = Problem(413, self._detail(), slug="body-too-large")
+                await problem.response_for(scope["path"])(scope, receive, send)
                 return
         received = 0
 

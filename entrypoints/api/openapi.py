@@ -15,7 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from entrypoints.api.dependencies import current_user
-from entrypoints.api.errors import OPENAI_PATH_PREFIX, PROBLEM_JSON
+from entrypoints.api.problems import OPENAI_PATH_PREFIX, PROBLEM_JSON
 
 BOT_KEY_SCHEME: Final = "BotApiKey"
 USER_SCHEME: Final = "OAuth2PasswordBearer"

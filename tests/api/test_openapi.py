@@ -70,3 +70,12 @@ def test_operation_ids_are_unique_and_readable(spec: dict[str, Any]) -> None:
     assert len(ids) == len(set(ids))
     assert "create_bot" in ids
     assert all("api_v1" not in operation_id for operation_id in ids)
+
+
+def test_every_reference_resolves(spec: dict[str, Any]) -> None:
+    import json
+    import re
+
+    schemas = spec["components"]["schemas"]
+    for ref in set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(spec))):
+        assert ref in schemas, ref

@@ -21,7 +21,7 @@ import httpx
 import openai
 import pytest
 
-from adapters.engines.openai_compatible import (
+from adapters.engines.openai import (
     OpenAICompatibleEngine,
     build_http_client,
     validate_openai_config,

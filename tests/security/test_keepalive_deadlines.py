@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from adapters.engines.openai_compatible import OpenAICompatibleEngine, build_http_client
+from adapters.engines.openai import OpenAICompatibleEngine, build_http_client
 from adapters.outbound_policy import OutboundPolicy
 from application.errors import UpstreamFailed, UpstreamTimeout
 from application.ports import ReplyChunk, ReplyRequest

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.engines.openai_compatible import (
+from adapters.engines.openai import (
     ADDRESS_REFUSED,
     OpenAICompatibleEngine,
     build_http_client,

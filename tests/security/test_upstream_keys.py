@@ -16,8 +16,11 @@ import pytest
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from adapters.engines.openai_compatible import OpenAICompatibleEngine, build_http_client
-from adapters.engines.upstream_keys import offered_upstream_keys
+from adapters.engines.openai import (
+    OpenAICompatibleEngine,
+    build_http_client,
+    offered_upstream_keys,
+)
 from adapters.outbound_policy import OutboundPolicy
 from application.errors import UpstreamFailed
 from application.ports import ReplyRequest
@@ -206,7 +209,7 @@ async def test_a_stored_bot_naming_the_signing_key_gets_a_502_and_sends_nothing(
 
 
 def test_a_key_bound_to_a_host_goes_to_that_host_only() -> None:
-    from adapters.engines.upstream_keys import checked_offer, refusal_of
+    from adapters.engines.openai import checked_offer, refusal_of
 
     offers = checked_offer(["OPENAI_API_KEY@api.openai.com", "LOCAL_KEY@127.0.0.1:11434", "ANY"])
     assert refusal_of("OPENAI_API_KEY", offers, "https://api.openai.com/v1") is None

@@ -17,13 +17,13 @@ from application.actors import UserActor
 from application.bots import BotService, BotSettings, load_knowledge
 from application.conversations import (
     HISTORY_WINDOW,
-    ConversationService,
+    ConversationUseCases,
     ReplyDelta,
     ReplyStored,
     UserMessageStored,
 )
 from application.errors import Conflict, UpstreamFailed
-from application.ports import ReplyChunk, ReplyEvent, ReplyRequest
+from application.ports import Reply, ReplyChunk, ReplyEvent, ReplyRequest
 from domain.bots import Bot, EngineKind, KnowledgeDraft
 from domain.conversations import MessageRole
 from domain.errors import BotNotAcceptingMessages, ConversationClosed, InvalidValue
@@ -39,11 +39,9 @@ class FailingEngine:
 
     def __init__(self) -> None:
         self.requests: list[ReplyRequest] = []
-        self.reads_history = True
-        self.without_io = False
 
-    def answers_without_io(self, bot: Bot) -> bool:
-        return self.without_io
+    def answer_now(self, bot: Bot, message: str) -> Reply | None:
+        return None  # an upstream is always I/O
 
     async def reply(self, request: ReplyRequest) -> AsyncIterator[ReplyEvent]:
         self.requests.append(request)
@@ -69,14 +67,14 @@ def clock() -> FixedClock:
 @pytest.fixture
 def services(
     db: InMemoryDatabase, failing: FailingEngine, clock: FixedClock
-) -> tuple[BotService, ConversationService]:
+) -> tuple[BotService, ConversationUseCases]:
     uow_factory = partial(InMemoryUnitOfWork, db)
     ids = RandomIdGenerator()
     knowledge = KnowledgeEngine(partial(load_knowledge, uow_factory))
     bots = BotService(
         uow_factory=uow_factory, engine_rules=EngineConfigValidator(), clock=clock, ids=ids
     )
-    conversations = ConversationService(
+    conversations = ConversationUseCases.build(
         uow_factory=uow_factory,
         engines={EngineKind.KNOWLEDGE: knowledge, EngineKind.OPENAI: failing},
         clock=clock,
@@ -94,29 +92,29 @@ async def _user(db: InMemoryDatabase) -> UserActor:
 
 
 async def _exchange(
-    conversations: ConversationService,
+    conversations: ConversationUseCases,
     actor: UserActor,
     conversation_id: uuid.UUID,
     text: str,
     key: str | None = None,
 ) -> list[object]:
-    events = conversations.post_message(actor, conversation_id, text, idempotency_key=key)
+    events = conversations.chat.post_message(actor, conversation_id, text, idempotency_key=key)
     return [e async for e in events]
 
 
 async def _shop_conversation(
-    db: InMemoryDatabase, services: tuple[BotService, ConversationService]
+    db: InMemoryDatabase, services: tuple[BotService, ConversationUseCases]
 ) -> tuple[UserActor, uuid.UUID, uuid.UUID]:
     """A member, their knowledge bot "Shop", and a conversation with it."""
     bots, conversations = services
     owner = await _user(db)
     bot = await bots.create_bot(owner, BotSettings(name="Shop"))
-    conversation = await conversations.start_conversation(owner, bot.id)
+    conversation = await conversations.threads.start_conversation(owner, bot.id)
     return owner, bot.id, conversation.id
 
 
 async def test_exchange_events_and_flat_history(
-    db: InMemoryDatabase, services: tuple[BotService, ConversationService]
+    db: InMemoryDatabase, services: tuple[BotService, ConversationUseCases]
 ) -> None:
     bots, conversations = services
     owner = await _user(db)
@@ -124,7 +122,7 @@ async def test_exchange_events_and_flat_history(
     await bots.add_entry(
         owner, bot.id, KnowledgeDraft("Opening hours?", "9 to 5.", ["when are you open"])
     )
-    conversation = await conversations.start_conversation(owner, bot.id)
+    conversation = await conversations.threads.start_conversation(owner, bot.id)
     events = await _exchange(conversations, owner, conversation.id, "when are you open")
     assert isinstance(events[0], UserMessageStored)
     assert all(isinstance(e, ReplyDelta) for e in events[1:-1])
@@ -144,37 +142,30 @@ async def _answer_through_the_failing_engine(
     )
 
 
-@pytest.mark.parametrize("reads_history", [True, False])
-async def test_engines_that_read_history_see_a_bounded_window_of_it(
+async def test_engines_that_answer_with_io_see_a_bounded_window_of_history(
     db: InMemoryDatabase,
-    services: tuple[BotService, ConversationService],
+    services: tuple[BotService, ConversationUseCases],
     failing: FailingEngine,
-    reads_history: bool,
 ) -> None:
     bots, conversations = services
     owner, bot_id, conversation_id = await _shop_conversation(db, services)
     for i in range(15):
         await _exchange(conversations, owner, conversation_id, f"m{i}")
     await _answer_through_the_failing_engine(bots, owner, bot_id)
-    failing.reads_history = reads_history
     with pytest.raises(UpstreamFailed):
         await _exchange(conversations, owner, conversation_id, "last")
     [request] = failing.requests
-    assert len(request.history) == (HISTORY_WINDOW if reads_history else 0)
-    if reads_history:
-        assert request.history[-1].content != "last"  # the new message comes separately
+    assert len(request.history) == HISTORY_WINDOW
+    assert request.history[-1].content != "last"  # the new message comes separately
     assert request.message == "last"
 
 
-@pytest.mark.parametrize("without_io", [False, True], ids=["two-transactions", "one"])
 async def test_a_failing_engine_keeps_the_user_message(
     db: InMemoryDatabase,
-    services: tuple[BotService, ConversationService],
+    services: tuple[BotService, ConversationUseCases],
     failing: FailingEngine,
-    without_io: bool,
 ) -> None:
     bots, conversations = services
-    failing.without_io = without_io
     owner = await _user(db)
     bot = await bots.create_bot(
         owner,
@@ -184,26 +175,26 @@ async def test_a_failing_engine_keeps_the_user_message(
             engine_config={"base_url": "http://x", "model": "m"},
         ),
     )
-    conversation = await conversations.start_conversation(owner, bot.id)
+    conversation = await conversations.threads.start_conversation(owner, bot.id)
     seen: list[object] = []
     with pytest.raises(UpstreamFailed):
-        async for event in conversations.post_message(
+        async for event in conversations.chat.post_message(
             owner, conversation.id, "hi", idempotency_key="k"
         ):
             seen.append(event)
     assert isinstance(seen[0], UserMessageStored)
-    page = await conversations.list_messages(owner, conversation.id)
+    page = await conversations.threads.list_messages(owner, conversation.id)
     assert [m.content for m in page.items] == ["hi"]
     with pytest.raises(UpstreamFailed):  # the retry replays the failure, storing nothing new
         await _exchange(conversations, owner, conversation.id, "hi", key="k")
-    assert len((await conversations.list_messages(owner, conversation.id)).items) == 1
+    assert len((await conversations.threads.list_messages(owner, conversation.id)).items) == 1
     with pytest.raises(UpstreamFailed):  # without the key it is a new message
         await _exchange(conversations, owner, conversation.id, "hi")
-    assert len((await conversations.list_messages(owner, conversation.id)).items) == 2
+    assert len((await conversations.threads.list_messages(owner, conversation.id)).items) == 2
 
 
 async def test_a_loaded_knowledge_index_answers_in_the_transaction_of_the_message(
-    db: InMemoryDatabase, services: tuple[BotService, ConversationService], clock: FixedClock
+    db: InMemoryDatabase, services: tuple[BotService, ConversationUseCases], clock: FixedClock
 ) -> None:
     """The first post loads the bot's index between two transactions (a request holding a
     connection must not wait for another); later posts store both messages in one."""
@@ -219,7 +210,7 @@ async def test_a_loaded_knowledge_index_answers_in_the_transaction_of_the_messag
             writing.append(True)
         return InMemoryUnitOfWork(db, read_only=read_only)
 
-    conversations = ConversationService(
+    conversations = ConversationUseCases.build(
         uow_factory=counting_uow,
         engines={EngineKind.KNOWLEDGE: KnowledgeEngine(partial(load_knowledge, counting_uow))},
         clock=clock,
@@ -236,38 +227,39 @@ async def test_a_loaded_knowledge_index_answers_in_the_transaction_of_the_messag
         assert events[-1].message.metadata["engine"] == "knowledge"
         assert events[-1].message.metadata["latency_ms"] >= 0
     replayed = await _exchange(conversations, owner, conversation_id, "when are you open", "k")
-    assert [e.message.id for e in replayed] == [e.message.id for e in (second[0], second[-1])]
-    page = await conversations.list_messages(owner, conversation_id)
+    kept = [e.message.id for e in replayed if not isinstance(e, ReplyDelta)]
+    assert kept == [e.message.id for e in (second[0], second[-1])]
+    page = await conversations.threads.list_messages(owner, conversation_id)
     assert [m.seq for m in page.items] == [1, 2, 3, 4]
 
 
 async def test_closed_and_archived(
-    db: InMemoryDatabase, services: tuple[BotService, ConversationService]
+    db: InMemoryDatabase, services: tuple[BotService, ConversationUseCases]
 ) -> None:
     bots, conversations = services
     owner, bot_id, conversation_id = await _shop_conversation(db, services)
-    await conversations.close_conversation(owner, conversation_id)
+    await conversations.threads.close_conversation(owner, conversation_id)
     with pytest.raises(ConversationClosed):
         await _exchange(conversations, owner, conversation_id, "hi")
     await bots.archive_bot(owner, bot_id)
     with pytest.raises(BotNotAcceptingMessages):
-        await conversations.start_conversation(owner, bot_id)
+        await conversations.threads.start_conversation(owner, bot_id)
 
 
 async def test_concurrent_posts_stay_gap_free(
-    db: InMemoryDatabase, services: tuple[BotService, ConversationService]
+    db: InMemoryDatabase, services: tuple[BotService, ConversationUseCases]
 ) -> None:
     _, conversations = services
     owner, _, conversation_id = await _shop_conversation(db, services)
     await asyncio.gather(
         *(_exchange(conversations, owner, conversation_id, f"m{i}") for i in range(20))
     )
-    page = await conversations.list_messages(owner, conversation_id, limit=100)
+    page = await conversations.threads.list_messages(owner, conversation_id, limit=100)
     assert [m.seq for m in page.items] == list(range(1, 41))
 
 
 async def test_idempotency_key_reused_for_other_content(
-    db: InMemoryDatabase, services: tuple[BotService, ConversationService]
+    db: InMemoryDatabase, services: tuple[BotService, ConversationUseCases]
 ) -> None:
     _, conversations = services
     owner, _, conversation_id = await _shop_conversation(db, services)
@@ -277,18 +269,18 @@ async def test_idempotency_key_reused_for_other_content(
 
 
 async def test_expired_idempotency_keys_are_purged(
-    db: InMemoryDatabase, services: tuple[BotService, ConversationService], clock: FixedClock
+    db: InMemoryDatabase, services: tuple[BotService, ConversationUseCases], clock: FixedClock
 ) -> None:
     _, conversations = services
     owner, _, conversation_id = await _shop_conversation(db, services)
     await _exchange(conversations, owner, conversation_id, "a", key="k")
-    assert await conversations.purge_expired_idempotency_keys() == 0
+    assert await conversations.idempotency.purge_expired() == 0
     clock.advance(hours=25)
-    assert await conversations.purge_expired_idempotency_keys() == 1
+    assert await conversations.idempotency.purge_expired() == 1
 
 
 async def test_chat_completions_refuse_bad_last_messages_before_opening_a_conversation(
-    db: InMemoryDatabase, services: tuple[BotService, ConversationService]
+    db: InMemoryDatabase, services: tuple[BotService, ConversationUseCases]
 ) -> None:
     _, conversations = services
     owner, bot_id, _ = await _shop_conversation(db, services)
@@ -298,5 +290,5 @@ async def test_chat_completions_refuse_bad_last_messages_before_opening_a_conver
         [(MessageRole.USER, "   ")],
     ):
         with pytest.raises(InvalidValue):
-            await conversations.complete_chat(owner, bot_id, turns)
-    assert len((await conversations.list_conversations(owner)).items) == 1
+            await conversations.chat.complete_chat(owner, bot_id, turns)
+    assert len((await conversations.threads.list_conversations(owner)).items) == 1

@@ -132,3 +132,22 @@ def test_user_messages_are_bounded() -> None:
             conversation.append(
                 message_id=uuid.uuid4(), role=MessageRole.USER, content=content, now=next_time()
             )
+
+
+def test_a_reply_is_recorded_to_a_message_the_conversation_accepted_even_once_closed() -> None:
+    now = next_time()
+    conversation = Conversation.start(id=uuid.uuid4(), bot_id=uuid.uuid4(), now=now)
+    asked = conversation.append(
+        message_id=uuid.uuid4(), role=MessageRole.USER, content="hi", now=now
+    )
+    conversation.close(now)
+    reply = conversation.record_reply(
+        answering=asked, message_id=uuid.uuid4(), content="hello", now=now
+    )
+    assert (reply.seq, reply.role, conversation.message_count) == (2, MessageRole.ASSISTANT, 2)
+    assert not conversation.is_open
+    other = Conversation.start(id=uuid.uuid4(), bot_id=conversation.bot_id, now=now)
+    with pytest.raises(InvalidValue):
+        other.record_reply(answering=asked, message_id=uuid.uuid4(), content="x", now=now)
+    with pytest.raises(InvalidValue):
+        conversation.record_reply(answering=reply, message_id=uuid.uuid4(), content="x", now=now)

@@ -12,7 +12,6 @@ from uuid import UUID
 
 import pytest
 
-from adapters.engines import knowledge as knowledge_module
 from adapters.engines.knowledge import (
     DEFAULT_THRESHOLD,
     KnowledgeEngine,
@@ -20,7 +19,8 @@ from adapters.engines.knowledge import (
     confidence_from_strength,
     validate_knowledge_config,
 )
-from adapters.engines.text import SmallTalk, small_talk_kind, terms, word_group_chunks
+from adapters.engines.knowledge import engine as knowledge_module
+from adapters.engines.knowledge.text import SmallTalk, small_talk_kind, terms, word_group_chunks
 from application.ports import ReplyChunk, ReplyDone, ReplyEvent, ReplyRequest
 from bench import answer_quality
 from domain.bots import Bot, KnowledgeEntry

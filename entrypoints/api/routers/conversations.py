@@ -1,7 +1,5 @@
 """Conversations, messages (blocking and SSE), feedback, export and bot stats."""
 
-import json
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -10,19 +8,12 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import Field
 
-from application.conversations import (
-    ExchangeEvent,
-    ReplyDelta,
-    ReplyStored,
-    UserMessageStored,
-)
-from application.errors import ApplicationError, UpstreamFailed
 from domain.conversations import MAX_MESSAGE_LENGTH, MAX_TITLE_LENGTH, ConversationStatus, Rating
 from entrypoints.api.dependencies import Conversations, CurrentActor
-from entrypoints.api.errors import problem_body, problem_responses
+from entrypoints.api.errors import problem_responses
+from entrypoints.api.exchange import Exchange
 from entrypoints.api.export import ConversationExportOut, export_document, export_markdown
 from entrypoints.api.schemas import Cursor, Limit, Out, PageOut, StrictIn
-from entrypoints.api.streaming import completed_even_if_abandoned
 
 router = APIRouter(tags=["conversations"])
 StatusFilter = Annotated[Literal["open", "closed"] | None, Query(alias="status")]
@@ -125,7 +116,7 @@ async def start_conversation(
     """Open a conversation with a bot (your own, or a published one; a bot key: its bot).
     The bot's greeting, if any, is its first message. Archived bots answer 409."""
     body = body or ConversationIn()
-    conversation = await conversations.start_conversation(
+    conversation = await conversations.threads.start_conversation(
         actor, bot_id, title=body.title, external_user_id=body.external_user_id
     )
     return ConversationOut.model_validate(conversation)
@@ -150,7 +141,7 @@ async def list_bot_conversations(
 ) -> PageOut[ConversationOut]:
     """For the bot's owner (and admins): every conversation with the bot, whoever held it,
     newest activity first. The owner may read these conversations, not write in them."""
-    page = await conversations.list_bot_conversations(
+    page = await conversations.threads.list_bot_conversations(
         actor,
         bot_id,
         status=ConversationStatus(status_) if status_ else None,
@@ -169,7 +160,7 @@ async def list_bot_conversations(
 )
 async def bot_stats(bot_id: UUID, actor: CurrentActor, conversations: Conversations) -> BotStatsOut:
     """Conversations, messages, fallback rate, feedback up/down, reply latency p50/p95."""
-    return BotStatsOut.model_validate(await conversations.bot_stats(actor, bot_id))
+    return BotStatsOut.model_validate(await conversations.stats.bot_stats(actor, bot_id))
 
 
 # --- conversations ------------------------------------------------------------------------------
@@ -190,7 +181,7 @@ async def list_conversations(
     cursor: Cursor = None,
 ) -> PageOut[ConversationOut]:
     """The caller's conversations, newest activity first."""
-    page = await conversations.list_conversations(
+    page = await conversations.threads.list_conversations(
         actor,
         bot_id=bot_id,
         status=ConversationStatus(status_) if status_ else None,
@@ -211,7 +202,7 @@ async def read_conversation(
 ) -> ConversationOut:
     """One conversation, with `message_count` and `last_message_at`."""
     return ConversationOut.model_validate(
-        await conversations.get_conversation(actor, conversation_id)
+        await conversations.threads.get_conversation(actor, conversation_id)
     )
 
 
@@ -227,7 +218,9 @@ async def rename_conversation(
     conversations: Conversations,
 ) -> ConversationOut:
     """Rename."""
-    conversation = await conversations.rename_conversation(actor, conversation_id, body.title)
+    conversation = await conversations.threads.rename_conversation(
+        actor, conversation_id, body.title
+    )
     return ConversationOut.model_validate(conversation)
 
 
@@ -240,7 +233,7 @@ async def delete_conversation(
     conversation_id: UUID, actor: CurrentActor, conversations: Conversations
 ) -> Response:
     """Delete the conversation and its messages."""
-    await conversations.delete_conversation(actor, conversation_id)
+    await conversations.threads.delete_conversation(actor, conversation_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -254,52 +247,11 @@ async def close_conversation(
 ) -> ConversationOut:
     """No further messages: posting answers 409 afterwards."""
     return ConversationOut.model_validate(
-        await conversations.close_conversation(actor, conversation_id)
+        await conversations.threads.close_conversation(actor, conversation_id)
     )
 
 
 # --- messages -----------------------------------------------------------------------------------
-
-
-def _sse(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
-
-
-async def _sse_stream(events: AsyncIterator[ExchangeEvent]) -> AsyncIterator[bytes]:
-    """`delta` events while the reply is produced, then `done` with the stored reply; an
-    `error` event (a problem object) if the engine fails once streaming has begun."""
-    streamed = False
-    try:
-        async for event in events:
-            if isinstance(event, ReplyDelta):
-                streamed = True
-                yield _sse("delta", {"content": event.text})
-            elif isinstance(event, ReplyStored):
-                reply = MessageOut.model_validate(event.message)
-                if not streamed and reply.content:  # a replayed answer arrives whole
-                    yield _sse("delta", {"content": reply.content})
-                yield _sse("done", reply.model_dump(mode="json"))
-    except ApplicationError as error:
-        yield _sse("error", problem_body(error))
-
-
-REPLAYED_HEADER = "Idempotent-Replayed"
-
-
-async def _collect(first: ExchangeEvent, events: AsyncIterator[ExchangeEvent]) -> ExchangeOut:
-    user_message = first.message if isinstance(first, UserMessageStored) else None
-    reply = None
-    async for event in events:
-        if isinstance(event, UserMessageStored):
-            user_message = event.message
-        elif isinstance(event, ReplyStored):
-            reply = event.message
-    if user_message is None or reply is None:  # pragma: no cover - the use case always yields both
-        raise UpstreamFailed("The reply was not produced.")
-    return ExchangeOut(
-        user_message=MessageOut.model_validate(user_message),
-        reply=MessageOut.model_validate(reply),
-    )
 
 
 @router.post(
@@ -334,22 +286,22 @@ async def post_message(
     """Send a message; the bot answers. Both are stored. If the engine fails, your message is
     kept, the answer is 502/504, and the conversation stays usable. Closed conversations and
     archived bots answer 409."""
-    events = conversations.post_message(
-        actor, conversation_id, body.content, idempotency_key=idempotency_key
-    ).__aiter__()
-    # Pull the first event before answering, so refusals (404, 409, ...) are still plain
-    # problem responses with their status code rather than events in a 201 stream.
-    first = await events.__anext__()
-    replayed = isinstance(first, UserMessageStored) and first.replayed
-    headers = {REPLAYED_HEADER: "true"} if replayed else {}
+    exchange = await Exchange.begin(
+        conversations.chat.post_message(
+            actor, conversation_id, body.content, idempotency_key=idempotency_key
+        )
+    )
     if "text/event-stream" not in request.headers.get("accept", ""):
-        response.headers.update(headers)
-        return await _collect(first, events)
+        response.headers.update(exchange.headers)
+        return ExchangeOut(
+            user_message=MessageOut.model_validate(exchange.user_message),
+            reply=MessageOut.model_validate(await exchange.reply()),
+        )
     return StreamingResponse(
-        _sse_stream(completed_even_if_abandoned(events)),
+        exchange.server_sent_events(lambda m: MessageOut.model_validate(m).model_dump(mode="json")),
         status_code=status.HTTP_201_CREATED,
         media_type="text/event-stream",
-        headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={**exchange.headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
@@ -366,7 +318,9 @@ async def list_messages(
     cursor: Cursor = None,
 ) -> PageOut[MessageOut]:
     """History, oldest first."""
-    page = await conversations.list_messages(actor, conversation_id, limit=limit, cursor=cursor)
+    page = await conversations.threads.list_messages(
+        actor, conversation_id, limit=limit, cursor=cursor
+    )
     # From each entity's fields as stored (a dataclass sets them all): less than half the cost
     # of reading 20 x 7 attributes one by one, on the most frequent read of a chat client.
     return PageOut[MessageOut](
@@ -384,7 +338,9 @@ async def rate_reply(
     message_id: UUID, body: FeedbackIn, actor: CurrentActor, conversations: Conversations
 ) -> FeedbackOut:
     """Rate a reply up or down (with an optional comment); rating again replaces it."""
-    feedback = await conversations.rate_reply(actor, message_id, Rating(body.rating), body.comment)
+    feedback = await conversations.ratings.rate_reply(
+        actor, message_id, Rating(body.rating), body.comment
+    )
     return FeedbackOut.model_validate(feedback)
 
 
@@ -403,7 +359,7 @@ async def export_conversation(
     format_: Annotated[Literal["json", "markdown"], Query(alias="format")] = "json",
 ) -> ConversationExportOut | PlainTextResponse:
     """The whole conversation: JSON (default) or `?format=markdown`."""
-    export = await conversations.export_conversation(actor, conversation_id)
+    export = await conversations.exports.export_conversation(actor, conversation_id)
     if format_ == "markdown":
         return PlainTextResponse(export_markdown(export), media_type="text/markdown")
     return export_document(export)

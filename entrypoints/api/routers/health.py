@@ -8,7 +8,8 @@ from pydantic import BaseModel
 
 from application.health import check_readiness
 from entrypoints.api.dependencies import Inspector
-from entrypoints.api.errors import problem_response, problem_responses
+from entrypoints.api.errors import problem_responses
+from entrypoints.api.problems import Problem
 
 router = APIRouter(tags=["health"])
 
@@ -35,5 +36,5 @@ async def readyz(
     """200 when the database answers and its schema is at the migration head, else 503."""
     readiness = await check_readiness(inspector)
     if not readiness.ready:
-        return problem_response(503, readiness.detail, slug="not-ready")
+        return Problem(503, readiness.detail, slug="not-ready").response()
     return HealthOut(status="ok")

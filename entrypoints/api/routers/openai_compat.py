@@ -5,9 +5,7 @@ header names one to continue; the answer's `X-Conversation-Id` header says which
 Errors here use OpenAI's envelope (`{"error": {"message", "type", "param", "code"}}`).
 """
 
-import json
 import time
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -15,17 +13,10 @@ from fastapi import APIRouter, Header, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from application.conversations import (
-    ExchangeEvent,
-    ReplyDelta,
-    ReplyStored,
-    UserMessageStored,
-)
-from application.errors import ApplicationError, NotFound, UpstreamFailed
+from application.errors import NotFound
 from domain.conversations import MessageRole
 from entrypoints.api.dependencies import Conversations, CurrentActor
-from entrypoints.api.errors import openai_error_for
-from entrypoints.api.streaming import completed_even_if_abandoned
+from entrypoints.api.exchange import Exchange
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
@@ -114,7 +105,7 @@ class ChatCompletionOut(BaseModel):
 @router.get("/models", response_model=ModelList, responses=OPENAI_ERRORS)
 async def list_models(actor: CurrentActor, conversations: Conversations) -> ModelList:
     """The bots this credential may chat with; a model `id` is a bot id."""
-    bots = await conversations.chattable_bots(actor)
+    bots = await conversations.chat.chattable_bots(actor)
     return ModelList(
         data=[
             ModelOut(
@@ -174,7 +165,7 @@ async def chat_completions(
     except ValueError as error:
         raise NotFound(f"The model '{body.model[:100]}' does not exist.") from error
     turns = _turns(body.messages)
-    conversation_id, events = await conversations.complete_chat(
+    conversation_id, events = await conversations.chat.complete_chat(
         actor,
         bot_id,
         turns,
@@ -182,24 +173,16 @@ async def chat_completions(
         external_user_id=body.user,
         idempotency_key=idempotency_key,
     )
-    iterator = events.__aiter__()
-    first = await iterator.__anext__()  # the user's message is stored; refusals came before
-    headers = {"X-Conversation-Id": str(conversation_id)}
-    if isinstance(first, UserMessageStored) and first.replayed:
-        headers["Idempotent-Replayed"] = "true"
+    exchange = await Exchange.begin(events)
+    headers = {"X-Conversation-Id": str(conversation_id), **exchange.headers}
     created = int(time.time())
     if body.stream:
         return StreamingResponse(
-            _chunks(completed_even_if_abandoned(iterator), body.model, created),
+            exchange.openai_chunks(body.model, created),
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    reply = None
-    async for event in iterator:
-        if isinstance(event, ReplyStored):
-            reply = event.message
-    if reply is None:  # pragma: no cover - the use case always ends with the stored reply
-        raise UpstreamFailed("The reply was not produced.")
+    reply = await exchange.reply()
     response.headers.update(headers)
     return ChatCompletionOut(
         id=f"chatcmpl-{reply.id.hex}",
@@ -210,40 +193,3 @@ async def chat_completions(
         conversation_id=str(conversation_id),
         metadata=reply.metadata,
     )
-
-
-def _chunk(
-    completion_id: str, model: str, created: int, delta: dict[str, Any], finish: str | None
-) -> bytes:
-    payload = {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
-
-
-async def _chunks(
-    events: AsyncIterator[ExchangeEvent], model: str, created: int
-) -> AsyncIterator[bytes]:
-    completion_id = f"chatcmpl-{int(created * 1000):x}"
-    yield _chunk(completion_id, model, created, {"role": "assistant", "content": ""}, None)
-    streamed = False
-    try:
-        async for event in events:
-            if isinstance(event, ReplyDelta):
-                streamed = True
-                yield _chunk(completion_id, model, created, {"content": event.text}, None)
-            elif isinstance(event, ReplyStored):
-                if not streamed and event.message.content:  # a replayed answer arrives whole
-                    yield _chunk(
-                        completion_id, model, created, {"content": event.message.content}, None
-                    )
-                yield _chunk(completion_id, model, created, {}, "stop")
-            elif isinstance(event, UserMessageStored):  # pragma: no cover - consumed earlier
-                continue
-    except ApplicationError as error:
-        yield f"data: {json.dumps(openai_error_for(error))}\n\n".encode()
-    yield b"data: [DONE]\n\n"

@@ -1,17 +1,20 @@
-"""What a bot's `engine_config` may say for the `openai` engine.
+"""What a bot's `engine_config` may say for the `openai` engine, and what it comes to per call.
 
-Apart from the engine (`openai_compatible`) so that checking a bot's settings does not load the
+Apart from the engine (`engine`, `upstream`) so that checking a bot's settings does not load the
 HTTP client stack: a worker whose bots all answer from knowledge never imports it (~6 MB).
+`UpstreamSettings` lives here too because it is the same rules applied again when a bot answers.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from adapters.engines.upstream_keys import ENV_VAR_NAME, MAX_ENV_VAR_NAME_LENGTH, refusal_of
+from adapters.engines.openai.keys import ENV_VAR_NAME, MAX_ENV_VAR_NAME_LENGTH, refusal_of
+from application.errors import UpstreamFailed
 
 DEFAULT_CONTEXT_ENTRIES: Final = 3
 MAX_CONTEXT_ENTRIES: Final = 20
@@ -131,3 +134,35 @@ def _valid_model(raw: object) -> str:
     if len(model) > MAX_MODEL_NAME_LENGTH:
         raise ValueError(f"model must be at most {MAX_MODEL_NAME_LENGTH} characters long")
     return model
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    """One bot's validated `engine_config`, with the waits it implies."""
+
+    base_url: str
+    model: str
+    temperature: float | None
+    max_tokens: int | None
+    api_key_env: str | None
+    context_entries: int
+    wait_override: float | None
+
+    @classmethod
+    def of(
+        cls, engine_config: Mapping[str, Any], offered_keys: Collection[str]
+    ) -> UpstreamSettings:
+        # Checked again at call time: a bot stored before a rule existed must obey it too.
+        try:
+            config = validate_openai_config(engine_config, offered_keys=offered_keys)
+        except ValueError as error:
+            raise UpstreamFailed(f"the bot's openai engine_config is invalid: {error}") from None
+        return cls(
+            base_url=config["base_url"],
+            model=config["model"],
+            temperature=config.get("temperature"),
+            max_tokens=config.get("max_tokens"),
+            api_key_env=config.get("api_key_env"),
+            context_entries=config.get("context_entries", DEFAULT_CONTEXT_ENTRIES),
+            wait_override=config.get("timeout_seconds"),
+        )
