@@ -26,6 +26,7 @@ from entrypoints.api.routers import (
     conversations,
     health,
     knowledge,
+    messages,
     openai_compat,
     users,
 )
@@ -40,7 +41,7 @@ IDEMPOTENCY_PURGE_INTERVAL_SECONDS = 3600
 # the traffic come first (matching was ~8% of a history read when they came last). The paths
 # of different routers never overlap, so the order changes nothing else; `OPENAPI_TAGS` keeps
 # the documentation in reading order.
-ROUTERS = [conversations, openai_compat, bots, knowledge, api_keys, auth, users, health]
+ROUTERS = [messages, conversations, openai_compat, bots, knowledge, api_keys, auth, users, health]
 OPENAPI_TAGS = [
     {"name": "health", "description": "Liveness and readiness probes."},
     {"name": "auth", "description": "Sign up, sign in, refresh and sign out."},
@@ -48,7 +49,8 @@ OPENAPI_TAGS = [
     {"name": "bots", "description": "Create, read, change, publish and archive bots."},
     {"name": "knowledge", "description": "What a bot knows: entries, one by one or in bulk."},
     {"name": "api-keys", "description": "Keys that let a website or a service chat with a bot."},
-    {"name": "conversations", "description": "Chat over REST and SSE; history; feedback; stats."},
+    {"name": "conversations", "description": "Open, list, read, close and export conversations."},
+    {"name": "messages", "description": "Chat over REST and SSE; history; feedback on replies."},
     {"name": "openai-compatible", "description": "Chat with published bots as OpenAI models."},
 ]
 
