@@ -250,6 +250,9 @@ class Chat:
     def _metadata(self, metadata: dict[str, Any], started: float, bot: Bot) -> dict[str, Any]:
         metadata["latency_ms"] = round((self._monotonic() - started) * 1000)
         metadata.setdefault("engine", bot.engine.value)
+        # Which settings and which knowledge produced this reply, for the owner's log.
+        metadata["version"] = bot.version
+        metadata["knowledge_revision"] = bot.knowledge_revision
         return metadata
 
     def _transient(

@@ -164,3 +164,20 @@ async def test_a_conversation_deleted_while_answering_stores_nothing_more(
             pass
     with pytest.raises(NotFound):
         await cases.threads.get_conversation(actor, conversation_id)
+
+
+@pytest.mark.parametrize("answers_now", [True, False], ids=["answer-now", "with-io"])
+async def test_every_reply_records_the_bot_version_and_knowledge_that_produced_it(
+    uow_factory: UnitOfWorkFactory, answers_now: bool
+) -> None:
+    cases, engine, actor, conversation_id = await _world(uow_factory)
+    engine.now = answers_now
+    events = [e async for e in cases.chat.post_message(actor, conversation_id, "hi")]
+    reply = events[-1]
+    assert isinstance(reply, ReplyStored)
+    conversation = await cases.threads.get_conversation(actor, conversation_id)
+    async with uow_factory(read_only=True) as uow:
+        bot = await uow.bots.get(conversation.bot_id)
+    assert bot is not None
+    assert reply.message.metadata["version"] == bot.version
+    assert reply.message.metadata["knowledge_revision"] == bot.knowledge_revision
