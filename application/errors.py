@@ -63,6 +63,10 @@ class IntegrityViolation(ApplicationError):
     or CHECK constraint): a bug or a race with a delete, never the caller's fault to retry."""
 
 
+class StoreNotReady(ApplicationError):
+    """The store answers but lacks the schema this code expects: it is not migrated yet."""
+
+
 class StoreBusy(ApplicationError):
     """The store could not take the write now (locked, serialisation failure, deadlock, no free
     connection): retrying shortly is expected to work."""

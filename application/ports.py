@@ -120,10 +120,16 @@ class ConversationRepository(Protocol):
     async def add(self, conversation: Conversation) -> None: ...
     async def get(self, conversation_id: UUID) -> Conversation | None: ...
     async def get_for_update(self, conversation_id: UUID) -> Conversation | None:
-        """Reads the conversation and locks it until the unit of work ends (serialises appends)."""
+        """Reads the conversation and locks it until the unit of work ends (serialises appends).
+        The unit of work tracks it (changes are stored at commit); the hot path is
+        `ConversationLog.lock`."""
         ...
 
-    async def delete(self, conversation: Conversation) -> None: ...
+    async def delete(self, conversation: Conversation) -> None:
+        """Deletes it with its messages and feedback: any conversation, locked through the log
+        or read here."""
+        ...
+
     async def list_page(
         self, flt: ConversationFilter, *, after: Keyset | None, limit: int
     ) -> list[Conversation]:
@@ -132,7 +138,11 @@ class ConversationRepository(Protocol):
 
 
 class MessageRepository(Protocol):
-    async def add(self, message: Message) -> None: ...
+    async def add(self, message: Message) -> None:
+        """Stored at commit, with the unit of work; the hot path is `ConversationLog.append`,
+        which also stores the conversation's counters."""
+        ...
+
     async def get(self, message_id: UUID) -> Message | None: ...
     async def list_page(
         self, conversation_id: UUID, *, after_seq: int, limit: int
@@ -149,17 +159,28 @@ class ConversationLog(Protocol):
     """The hot write of a chat, as named operations: every message is written through here.
 
     `lock` then `append`, in one unit of work, is what posting a message or storing a reply is;
-    the SQL adapter runs each as a fixed, small set of statements.
+    the SQL adapter runs each as a fixed, small set of statements. A read-only unit of work's
+    log refuses both (RuntimeError).
     """
 
     async def lock(self, conversation_id: UUID) -> Conversation | None:
         """The conversation, its row locked until the unit of work ends: appends to one
-        conversation are serialised, so sequence numbers have no gaps."""
+        conversation are serialised, so sequence numbers have no gaps.
+
+        What the domain changes on it is stored by `append`, or, if nothing was appended since
+        the lock (a rename, a close), by `commit()`; a change after its `append` is not stored
+        (append again). Raises `StoreBusy` when the lock is not free in time."""
         ...
 
     async def append(self, conversation: Conversation, messages: Sequence[Message]) -> None:
         """Store `messages`, which the domain has just appended to `conversation`, with the
-        conversation's new counters. `conversation` is one this unit of work locked or added."""
+        conversation as it is now (its counters, and anything else the domain changed on it).
+
+        `conversation` is one this unit of work locked, or added (its greeting, say): an
+        added one, or one read through `conversations`, is tracked by the unit of work, which
+        stores its changes at commit; only its messages are written here. The SQL adapters
+        write at once (a duplicate sequence number may raise `DuplicateKey` here rather than
+        at commit); nothing persists without `commit()`."""
         ...
 
 
@@ -233,7 +254,12 @@ class UnitOfWork(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
     async def commit(self) -> None:
-        """Persist; raises `ConcurrentUpdate` (lost a race) or `DuplicateKey` (unique rule)."""
+        """Persist; the transaction has then ended.
+
+        Database refusals, here and from any repository call, mean the same on every adapter:
+        `DuplicateKey(resource=<table>)` (a unique rule), `IntegrityViolation` (a missing
+        parent, NOT NULL, CHECK), `ConcurrentUpdate` (an optimistic version lost a race),
+        `StoreBusy` (locked, serialisation failure, deadlock, lock or pool timeout: retry)."""
         ...
 
     async def rollback(self) -> None: ...

@@ -270,20 +270,3 @@ class InMemoryStatsReader:
                 :LATENCY_SAMPLE
             ],
         )
-
-
-class InMemoryConversationLog:
-    """Named operations over the same session: the conversation is tracked by its copy."""
-
-    def __init__(
-        self, conversations: InMemoryConversationRepository, messages: InMemoryMessageRepository
-    ) -> None:
-        self._conversations = conversations
-        self._messages = messages
-
-    async def lock(self, conversation_id: UUID) -> Conversation | None:
-        return await self._conversations.get_for_update(conversation_id)
-
-    async def append(self, conversation: Conversation, messages: Sequence[Message]) -> None:
-        for message in messages:
-            await self._messages.add(message)

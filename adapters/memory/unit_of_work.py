@@ -1,9 +1,10 @@
 """An in-memory "database" and unit of work that behave like the SQL adapters.
 
 Honest on purpose, so tests on it mean something: each unit of work sees copies (nothing persists
-without `commit()`), versioned entities lose races with `ConcurrentUpdate`, unique rules and
-foreign keys raise `DuplicateKey` at commit, deletes cascade like ON DELETE CASCADE, and
-`get_for_update` serialises writers as a row lock does.
+without `commit()`), versioned entities lose races with `ConcurrentUpdate`, unique rules raise
+`DuplicateKey(resource=<table>)` and missing parents `IntegrityViolation` at commit, deletes
+cascade like ON DELETE CASCADE, and `get_for_update` and the conversation log's `lock` serialise
+writers as a row lock does (past `lock_timeout_seconds` of waiting: `StoreBusy`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from types import TracebackType
 from typing import Any, Self
 
 from adapters.memory import repositories as repos
-from application.errors import ConcurrentUpdate, DuplicateKey
+from adapters.memory.conversation_log import InMemoryConversationLog, ReadOnlyConversationLog
+from application.errors import (
+    ConcurrentUpdate,
+    DuplicateKey,
+    IntegrityViolation,
+    StoreBusy,
+)
+from application.ports import ConversationLog
 
 Row = Any
 Key = tuple[str, Any]
@@ -142,7 +150,7 @@ class InMemorySession:
         for (table, pk), row in changed:
             stored = tables[table].get(pk)
             if (table, pk) in self.added and stored is not None:
-                raise DuplicateKey(f"{table}: primary key {pk} exists")
+                raise DuplicateKey(f"{table}: primary key {pk} exists", resource=table)
             if table in VERSIONED and (table, pk) not in self.added:
                 loaded_version = self.loaded[(table, pk)]["version"]
                 if stored is None or stored.version != loaded_version:
@@ -151,13 +159,13 @@ class InMemorySession:
                 value = unique_of(row)
                 for other in self._final_rows(table, changed):
                     if PRIMARY_KEYS[table](other) != pk and unique_of(other) == value:
-                        raise DuplicateKey(f"{table}: duplicate value {value!r}")
+                        raise DuplicateKey(f"{table}: duplicate value {value!r}", resource=table)
             for child, column, parent in FOREIGN_KEYS:
                 parent_id = getattr(row, column) if child == table else None
                 if parent_id is not None:
                     alive = parent_id in tables[parent] or (parent, parent_id) in self.added
                     if not alive or (parent, parent_id) in self.deleted:
-                        raise DuplicateKey(f"{table}.{column}: no {parent} row {parent_id}")
+                        raise IntegrityViolation(f"{table}.{column}: no {parent} row {parent_id}")
 
     def _final_rows(self, table: str, changed: list[tuple[Key, Row]]) -> list[Row]:
         rows = dict(self.db.tables[table])
@@ -196,12 +204,24 @@ class InMemorySession:
         self.deleted.clear()
 
 
+# As long as the SQL adapters wait for a row lock or SQLite's write lock.
+LOCK_TIMEOUT_SECONDS = 30.0
+
+
 class InMemoryUnitOfWork:
-    def __init__(self, db: InMemoryDatabase, *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        db: InMemoryDatabase,
+        *,
+        read_only: bool = False,
+        lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS,
+    ) -> None:
         self._db = db
         self._read_only = read_only
+        self._lock_timeout_seconds = lock_timeout_seconds
         self._session: InMemorySession | None = None
         self._holds_lock = False
+        self._log: InMemoryConversationLog | None = None
 
     async def __aenter__(self) -> Self:
         session = InMemorySession(self._db)
@@ -213,7 +233,12 @@ class InMemoryUnitOfWork:
         self.api_keys = repos.InMemoryApiKeyRepository(session)
         self.conversations = repos.InMemoryConversationRepository(session, self._lock)
         self.messages = repos.InMemoryMessageRepository(session)
-        self.conversation_log = repos.InMemoryConversationLog(self.conversations, self.messages)
+        self.conversation_log: ConversationLog
+        if self._read_only:
+            self._log, self.conversation_log = None, ReadOnlyConversationLog()
+        else:
+            self._log = InMemoryConversationLog(session, self._lock)
+            self.conversation_log = self._log
         self.feedback = repos.InMemoryFeedbackRepository(session)
         self.idempotency = repos.InMemoryIdempotencyRepository(session)
         self.stats = repos.InMemoryStatsReader(session)
@@ -221,7 +246,10 @@ class InMemoryUnitOfWork:
 
     async def _lock(self) -> None:
         if not self._holds_lock:
-            await self._db.write_lock.acquire()
+            try:
+                await asyncio.wait_for(self._db.write_lock.acquire(), self._lock_timeout_seconds)
+            except TimeoutError:
+                raise StoreBusy("The store is busy; try again shortly.") from None
             self._holds_lock = True
 
     def _release(self) -> None:
@@ -243,9 +271,11 @@ class InMemoryUnitOfWork:
             raise RuntimeError("the unit of work is used outside `async with`")
         if self._read_only:
             raise RuntimeError("a read-only unit of work cannot commit")
+        if self._log is not None:
+            self._log.store_locked()
         try:
             self._session.flush_to_database()
-        except (ConcurrentUpdate, DuplicateKey):
+        except (ConcurrentUpdate, DuplicateKey, IntegrityViolation):
             await self.rollback()
             raise
         self._release()  # committing ends the transaction, and with it the row lock

@@ -1,4 +1,9 @@
-"""Engines for the two supported databases, set up the way this service relies on them."""
+"""Engines for the two supported databases, set up the way this service relies on them.
+
+Waits are bounded everywhere: for a pooled connection (`pool_timeout_seconds`), for a row lock
+(PostgreSQL's `lock_timeout`), for SQLite's write lock (its busy timeout). Past them the caller
+hears `StoreBusy` (errors.py), answered 503 with `Retry-After`, instead of hanging.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,12 @@ from typing import Any
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./chatbots.db"
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+LOCK_TIMEOUT_SECONDS = 30.0
+POOL_TIMEOUT_SECONDS = 30.0
 UNMANAGED_TRANSACTIONS = "chatbots_unmanaged_transactions"
 
 
@@ -25,20 +29,26 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-# orjson for JSON columns (message metadata, engine config): stdlib json was ~6% of the CPU of
-# reading a page of history.
+# orjson for JSON columns (message metadata, engine config): stdlib json was a measurable share
+# of the CPU of reading a page of history.
 JSON_OPTIONS: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
 
 
-def create_engine(url: str, *, pool_size: int = 20, max_overflow: int = 0) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 20,
+    max_overflow: int = 0,
+    lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS,
+    pool_timeout_seconds: float = POOL_TIMEOUT_SECONDS,
+) -> AsyncEngine:
     options: dict[str, Any] = {
         **JSON_OPTIONS,
         # Connections kept open, not opened per burst: under load, overflow connections are
         # opened and closed all the time, and on SQLite each is a thread and four PRAGMAs.
         "pool_size": pool_size,
         "max_overflow": max_overflow,
-        # Waiting for a connection is bounded: past it the caller gets an error, not a hang.
-        "pool_timeout": 30,
+        "pool_timeout": pool_timeout_seconds,
         # A statement's parameters (emails, password hashes, tokens) never reach an error
         # message, and so never a log line.
         "hide_parameters": True,
@@ -48,12 +58,14 @@ def create_engine(url: str, *, pool_size: int = 20, max_overflow: int = 0) -> As
             del options["pool_size"], options["max_overflow"], options["pool_timeout"]
         # Reset on return is `_on_reset` below: a rollback only if a transaction is open.
         engine = create_async_engine(url, pool_reset_on_return=None, **options)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout_ms=round(lock_timeout_seconds * 1000))
         return engine
+    milliseconds = f"{round(lock_timeout_seconds * 1000)}ms"
+    options["connect_args"] = {"server_settings": {"lock_timeout": milliseconds}}
     return create_async_engine(url, **options)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so that "begin" below decides how to begin.
@@ -62,17 +74,18 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         if connection.get_execution_options().get(UNMANAGED_TRANSACTIONS):
-            return  # reads on their own, or a transaction the unit of work runs itself
-        # IMMEDIATE takes the write lock up front. A deferred transaction that read first and
-        # writes later fails with SQLITE_BUSY_SNAPSHOT under concurrency instead of waiting,
-        # so this is what makes concurrent appends to one conversation queue up safely.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return  # reads in autocommit mode (`without_transactions`)
+        # The one place a SQLite transaction begins. IMMEDIATE takes the write lock up front:
+        # a deferred transaction that read first and writes later fails with
+        # SQLITE_BUSY_SNAPSHOT under concurrency instead of waiting, so this is what makes
+        # concurrent appends to one conversation queue up safely.
+        begin_immediate(connection.connection.driver_connection)
 
     @event.listens_for(engine.sync_engine, "reset")
     def _on_reset(dbapi_connection: Any, record: Any, state: Any) -> None:
@@ -82,9 +95,18 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             dbapi_connection.rollback()
 
 
+def begin_immediate(driver_connection: Any) -> None:
+    """Sends `BEGIN IMMEDIATE` on an aiosqlite connection from SQLAlchemy's "begin" event: one
+    hop to the connection's thread, where a statement through SQLAlchemy's cursor takes three
+    (cursor, execute, close). Not public API (`sqlalchemy.util.await_only`, which SQLAlchemy's
+    own async adapters use inside its greenlet): pinned by
+    tests/integration/test_sqlalchemy_queries.py."""
+    await_only(driver_connection.execute_fetchall("BEGIN IMMEDIATE"))
+
+
 def without_transactions(engine: AsyncEngine) -> AsyncEngine:
-    """`engine`, on whose connections SQLAlchemy never begins a transaction: each read runs on
-    its own, and a writing unit of work begins and ends its transaction with the driver."""
+    """`engine`, on whose connections reads run in the driver's autocommit mode: no
+    BEGIN/ROLLBACK round trips on PostgreSQL, no write lock on SQLite."""
     if engine.dialect.name == "sqlite":
         # The driver is in autocommit mode from the start (`_on_connect`): a flag for
         # `_on_begin` does it, without switching the isolation level at every checkout and

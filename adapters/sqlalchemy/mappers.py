@@ -64,7 +64,7 @@ def start_mappers() -> None:
         properties={"_message": _parent(Message), "_conversation": _parent(Conversation)},
     )
     mapper_registry.map_imperatively(IdempotencyRecord, tables.idempotency_keys)
-    # Now, not on the first ORM query: entities built straight from rows (driver_reads.py)
+    # Now, not on the first ORM query: entities built straight from rows (queries/compiled.py)
     # may be read before the ORM has run anything.
     configure_mappers()
     _started = True

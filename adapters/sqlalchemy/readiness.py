@@ -13,7 +13,8 @@ from application.ports import Readiness
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest migration's revision. Kept as a constant so a serving worker never imports alembic
-# (~11 MB of resident memory); a test fails when it differs from alembic's own head.
+# (megabytes of resident memory, bench/RESULTS.md); a test fails when it differs from alembic's
+# own head.
 SCHEMA_HEAD = "0002"
 PROBE_TIMEOUT_SECONDS = 2.0
 

@@ -41,6 +41,7 @@ ERROR_TABLE: dict[type[Exception], ProblemKind] = {
     app_errors.ConcurrentUpdate: ProblemKind(409, "conflict", "Conflict"),
     app_errors.IntegrityViolation: ProblemKind(409, "integrity-violation", "Conflict"),
     app_errors.StoreBusy: ProblemKind(503, "store-busy", "Service busy"),
+    app_errors.StoreNotReady: ProblemKind(503, "store-not-ready", "Service not ready"),
     app_errors.PreconditionFailed: ProblemKind(412, "precondition-failed", "Precondition failed"),
     app_errors.Throttled: ProblemKind(429, "throttled", "Too many requests"),
     app_errors.UpstreamTimeout: ProblemKind(504, "upstream-timeout", "Upstream model timed out"),

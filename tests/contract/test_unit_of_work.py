@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 
-from application.errors import ConcurrentUpdate, DuplicateKey
+from application.errors import ConcurrentUpdate, DuplicateKey, IntegrityViolation
 from application.pagination import Keyset
 from application.ports import BotFilter, ConversationFilter, IdempotencyRecord, UnitOfWorkFactory
 from domain.bots import BotStatus
@@ -74,10 +74,11 @@ async def test_duplicate_email_is_refused(uow_factory: UnitOfWorkFactory) -> Non
     async with uow_factory() as uow:
         await uow.users.add(UserFactory(email="same@example.com"))
         await uow.commit()
-    with pytest.raises(DuplicateKey):
+    with pytest.raises(DuplicateKey) as refused:
         async with uow_factory() as uow:
             await uow.users.add(UserFactory(email="same@example.com"))
             await uow.commit()
+    assert refused.value.resource == "users"
 
 
 async def test_users_page_in_creation_order(uow_factory: UnitOfWorkFactory) -> None:
@@ -190,7 +191,7 @@ async def test_knowledge_round_trip_and_order(uow_factory: UnitOfWorkFactory) ->
 
 
 async def test_knowledge_for_a_missing_bot_is_refused(uow_factory: UnitOfWorkFactory) -> None:
-    with pytest.raises(DuplicateKey):
+    with pytest.raises(IntegrityViolation):
         async with uow_factory() as uow:
             await uow.knowledge.add(KnowledgeEntryFactory(bot_id=uuid.uuid4()))
             await uow.commit()
@@ -320,10 +321,11 @@ async def test_a_sequence_number_is_never_used_twice(uow_factory: UnitOfWorkFact
     clash = ConversationFactory.build().append  # a message from elsewhere, forced to seq 1
     duplicate = clash(message_id=uuid.uuid4(), role=MessageRole.USER, content="x", now=next_time())
     duplicate.conversation_id = conversation.id
-    with pytest.raises(DuplicateKey):
+    with pytest.raises(DuplicateKey) as refused:
         async with uow_factory() as uow:
             await uow.messages.add(duplicate)
             await uow.commit()
+    assert refused.value.resource == "messages"
 
 
 async def test_concurrent_appends_stay_gap_free(uow_factory: UnitOfWorkFactory) -> None:
@@ -393,10 +395,11 @@ async def test_idempotency_records(uow_factory: UnitOfWorkFactory) -> None:
         assert loaded is not None
         assert loaded.response == {"status": 201, "body": {"ok": True}}
         assert await uow.idempotency.get("user:2", "key-1") is None
-    with pytest.raises(DuplicateKey):
+    with pytest.raises(DuplicateKey) as refused:
         async with uow_factory() as uow:
             await uow.idempotency.add(IdempotencyRecord("user:1", "key-1", "g" * 64, None, now))
             await uow.commit()
+    assert refused.value.resource == "idempotency_keys"
     async with uow_factory() as uow:
         assert await uow.idempotency.purge_older_than(now + timedelta(seconds=1)) == 1
         await uow.commit()

@@ -1,18 +1,19 @@
-"""How the SQLAlchemy unit of work reads: hot reads on the driver's connection, one pooled
-connection per read-only unit of work, and the plain Core path for other drivers."""
+"""How the SQLAlchemy unit of work reads: named reads on the driver's connection, one pooled
+connection per read-only unit of work, no session unless a read needs the ORM."""
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.sqlalchemy import driver_reads
 from adapters.sqlalchemy.database import create_engine
+from adapters.sqlalchemy.queries.drivers import driver_for
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWork, SqlAlchemyUnitOfWorkFactory
+from application.errors import StoreBusy
 from application.ports import BotFilter
 from tests.conftest import clean_engine
 from tests.databases import terminate_backend
@@ -25,21 +26,26 @@ def _checked_out(engine: AsyncEngine) -> int:
     return engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined,no-any-return]
 
 
+def _reading(uow: object) -> Any:
+    assert isinstance(uow, SqlAlchemyUnitOfWork)
+    assert uow._reading is not None
+    return uow._reading
+
+
 async def test_hot_reads_open_no_session_and_hold_one_connection(sql_engine: AsyncEngine) -> None:
     factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
     owner, bot = await stored_owner_and_bot(factory)
     before = _checked_out(sql_engine)
     async with factory(read_only=True) as uow:
-        assert isinstance(uow, SqlAlchemyUnitOfWork)
         assert await uow.users.get(owner.id) is not None
         assert await uow.bots.get(bot.id) is not None
-        assert uow._session is None  # the ORM was never needed
+        assert _reading(uow)._session is None  # the ORM was never needed
         assert _checked_out(sql_engine) == before + 1
         # A read without a compiled form opens a session, whose connection takes over: the
-        # raw one goes back to the pool, and later hot reads use the session's.
+        # raw one goes back to the pool, and later named reads use the session's.
         page = await uow.bots.list_page(BotFilter(owner_id=owner.id), after=None, limit=5)
         assert [b.id for b in page] == [bot.id]
-        assert uow._session is not None
+        assert _reading(uow)._session is not None
         assert await uow.users.get(owner.id) is not None
         assert _checked_out(sql_engine) == before + 1
     assert _checked_out(sql_engine) == before
@@ -49,7 +55,7 @@ async def test_a_busy_pool_never_starves_units_of_work_that_need_a_session(
     database_url: str,
 ) -> None:
     """Each holds at most one connection: with a pool of one, every unit of work that makes a
-    hot read and then a session read still gets through."""
+    named read and then a session read still gets through."""
     engine = create_engine(database_url, pool_size=1)
     try:
         factory = SqlAlchemyUnitOfWorkFactory(engine)
@@ -67,41 +73,23 @@ async def test_a_busy_pool_never_starves_units_of_work_that_need_a_session(
         await engine.dispose()
 
 
-async def test_drivers_without_a_fast_path_read_through_core(
-    sql_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(driver_reads, "DRIVER_FETCHERS", {})
-    factory = SqlAlchemyUnitOfWorkFactory(sql_engine)
-    owner, bot = await stored_owner_and_bot(factory)
-    async with factory(read_only=True) as uow:
-        loaded = await uow.bots.get(bot.id)
-        user = await uow.users.get(owner.id)
-    assert loaded is not None
-    assert user is not None
-    assert (loaded.status, loaded.engine, loaded.engine_config) == (
-        bot.status,
-        bot.engine,
-        bot.engine_config,
-    )
-    assert type(loaded.status) is type(bot.status)
-    assert user.email == owner.email
+async def test_no_connection_free_in_time_is_a_busy_store(database_url: str) -> None:
+    engine = create_engine(database_url, pool_size=1, pool_timeout_seconds=0.1)
+    try:
+        factory = SqlAlchemyUnitOfWorkFactory(engine)
+        owner, _ = await stored_owner_and_bot(factory)
+        async with factory(read_only=True) as holder:
+            assert await holder.users.get(owner.id) is not None
+            with pytest.raises(StoreBusy):
+                async with factory(read_only=True) as waiter:
+                    await waiter.users.get(owner.id)
+    finally:
+        await engine.dispose()
 
 
-def test_entities_built_from_rows_are_readable_before_any_orm_query() -> None:
-    script = (
-        "import uuid\n"
-        "from sqlalchemy.orm import instrumentation\n"
-        "from adapters.sqlalchemy.mappers import start_mappers\n"
-        "from domain.users import User\n"
-        "start_mappers()\n"
-        "user = instrumentation.manager_of_class(User).new_instance()\n"
-        "vars(user)['email'] = 'a@example.com'\n"
-        "print(user.email)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=False
-    )
-    assert result.stdout.strip() == "a@example.com", result.stderr
+def test_drivers_we_do_not_ship_are_refused() -> None:
+    with pytest.raises(ValueError, match="asyncpg"):
+        driver_for(SimpleNamespace(name="postgresql", driver="psycopg"))  # type: ignore[arg-type]
 
 
 @pytest.mark.postgres
@@ -114,10 +102,9 @@ async def test_a_connection_that_broke_under_a_driver_read_is_not_reused(
         factory = SqlAlchemyUnitOfWorkFactory(engine)
         owner, _ = await stored_owner_and_bot(factory)
         async with factory(read_only=True) as uow:
-            assert isinstance(uow, SqlAlchemyUnitOfWork)
             assert await uow.users.get(owner.id) is not None
-            assert uow._raw is not None
-            await terminate_backend(uow._raw.driver.get_server_pid(), admin_engine)
+            driver = await _reading(uow).driver_connection()
+            await terminate_backend(driver.get_server_pid(), admin_engine)
         with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the driver raises
             async with factory(read_only=True) as uow:
                 await uow.users.get(owner.id)
