@@ -30,10 +30,12 @@ from adapters.system import RandomIdGenerator, SystemClock
 from adapters.throttling import InMemoryAttemptCounter, RedisAttemptCounter, redis_client
 from application.bots import BotService, load_knowledge
 from application.conversations import ConversationUseCases
+from application.housekeeping import housekeeping_jobs
 from application.identity import IdentityPolicy, IdentityService
 from application.ports import Reply, ReplyEngine, ReplyEvent, ReplyRequest
 from domain.bots import Bot, EngineKind
 from entrypoints.settings import Settings
+from entrypoints.worker import build_job_engine
 
 
 def _storage_kind(settings: Settings) -> str:
@@ -190,13 +192,22 @@ class Container(containers.DeclarativeContainer):
         BotService, uow_factory=uow_factory, engine_rules=engine_rules, clock=clock, ids=ids
     )
 
+    # Background jobs: the kinds the application declares, and the engine the settings select
+    # (entrypoints/worker.py); use cases get `jobs` as their `JobQueue`.
+    job_registry = providers.Singleton(
+        housekeeping_jobs, idempotency=conversations.provided.idempotency
+    )
+    jobs = providers.Singleton(build_job_engine, settings, job_registry)
+
 
 def build_container(settings: Settings | None = None) -> Container:
     return Container(settings=settings or Settings())
 
 
 async def shutdown(container: Container) -> None:
-    """Release what the container opened (the engine's connection pool)."""
+    """Release what the container opened (the engine's connection pool); background jobs
+    stop first, while the database is still there for the jobs that are finishing."""
+    await container.jobs().aclose()
     if not container.settings().uses_memory:
         await container.engine().dispose()
     if container.settings().redis_url:

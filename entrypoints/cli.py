@@ -1,19 +1,36 @@
-"""The `chatbots` command: serve the API, migrate the database, administer users."""
+"""The `chatbots` command: serve the API, work background jobs, migrate the database,
+administer users."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import getpass
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from entrypoints.settings import Settings
+
+
+def _prepare_metrics_directory() -> None:
+    """prometheus-client's multiprocess mode (entrypoints/api/metrics.py) adds up every file in
+    PROMETHEUS_MULTIPROC_DIR: those a previous run left would count again. Cleared here, once,
+    before any worker starts (a worker cannot: it would delete the files of the others)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    _prepare_metrics_directory()
     uvicorn.run(
         "entrypoints.api.app:create_app",
         factory=True,
@@ -41,7 +58,16 @@ def _migrate(args: argparse.Namespace) -> int:
         return 0
     upgrade(settings.database_url, args.revision)
     print(f"database migrated to {args.revision}")
+    from entrypoints.worker import create_job_schema
+
+    print(create_job_schema(settings))  # the job engine's own tables (idempotent)
     return 0
+
+
+def _worker(_args: argparse.Namespace) -> int:
+    from entrypoints.worker import run_worker
+
+    return run_worker()
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -109,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="upgrade the database schema")
     migrate.add_argument("revision", nargs="?", default="head")
     migrate.set_defaults(handler=_migrate)
+
+    worker = commands.add_parser(
+        "worker", help="work background jobs until SIGTERM (scales apart from `serve`)"
+    )
+    worker.set_defaults(handler=_worker)
 
     admin = commands.add_parser(
         "create-admin", help="create an admin account (password from a prompt or stdin)"

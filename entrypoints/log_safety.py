@@ -13,7 +13,12 @@ import traceback
 from typing import Final
 
 _DATABASE_ERROR_MODULES: Final = ("sqlalchemy", "asyncpg", "sqlite3", "aiosqlite", "psycopg")
-_LOGGERS_WITH_HANDLERS: Final = ("", "uvicorn", "uvicorn.error", "uvicorn.access")
+# The loggers whose handlers every line goes through: the root (ours) and uvicorn's.
+LOGGERS_WITH_HANDLERS: Final = ("", "uvicorn", "uvicorn.error", "uvicorn.access")
+# Set on a record whose exception was rewritten: the message alone, and the safe description
+# (JSON lines keep them apart; text lines read both from the rewritten message).
+MESSAGE_ALONE: Final = "message_alone"
+SAFE_EXCEPTION: Final = "safe_exception"
 
 
 def _quotes_data(error: BaseException) -> bool:
@@ -40,7 +45,10 @@ def describe_safely(error: BaseException) -> str:
 class WithholdDatabaseErrorText(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and record.exc_info[1] is not None:
-            record.msg = f"{record.getMessage()}\n{describe_safely(record.exc_info[1])}"
+            message, described = record.getMessage(), describe_safely(record.exc_info[1])
+            setattr(record, MESSAGE_ALONE, message)
+            setattr(record, SAFE_EXCEPTION, described)
+            record.msg = f"{message}\n{described}"
             record.args = None
             record.exc_info = None
             record.exc_text = None
@@ -50,7 +58,7 @@ class WithholdDatabaseErrorText(logging.Filter):
 def install_log_safety() -> None:
     """Put the filter on every handler the process logs through (ours and uvicorn's)."""
     safety = WithholdDatabaseErrorText()
-    for name in _LOGGERS_WITH_HANDLERS:
+    for name in LOGGERS_WITH_HANDLERS:
         for handler in logging.getLogger(name).handlers:
             if not any(isinstance(f, WithholdDatabaseErrorText) for f in handler.filters):
                 handler.addFilter(safety)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network, ip_network
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -22,6 +22,13 @@ class Environment(StrEnum):
     DEVELOPMENT = "development"
     TEST = "test"
     PRODUCTION = "production"
+
+
+class JobsBackend(StrEnum):
+    AUTO = "auto"
+    EMBEDDED = "embedded"
+    DISTRIBUTED = "distributed"
+    MEMORY = "memory"
 
 
 class Settings(BaseSettings):
@@ -117,6 +124,23 @@ class Settings(BaseSettings):
         True, description="Create the example bot on first start (`make run`)."
     )
     log_level: str = Field("INFO", description="Python logging level.")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="`json` writes every log line (ours and uvicorn's) as one JSON object: "
+        "time, level, logger, message, request_id and the exception, if any.",
+    )
+    metrics_enabled: bool = Field(
+        True,
+        description="Serve GET /metrics (Prometheus text format) and count requests, reply "
+        "latency and upstream failures. With several workers, set PROMETHEUS_MULTIPROC_DIR.",
+    )
+    sse_heartbeat_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="A streamed answer sends an SSE comment (`: keep-alive`) after this many "
+        "seconds without an event, so proxies do not cut it while an upstream thinks.",
+    )
     docs_enabled: bool = Field(
         True,
         description="Serve /docs, /redoc and /openapi.json; turn off to publish no API "
@@ -162,6 +186,51 @@ class Settings(BaseSettings):
     @classmethod
     def check_allowed_hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
         return parse_allowed_hosts(hosts)
+
+    # Background jobs (adapters/jobs/, README "Background jobs"): which engine, where it works.
+    jobs_backend: JobsBackend = Field(
+        JobsBackend.AUTO,
+        description="`auto` follows the database: `embedded` (huey on a SQLite file beside the "
+        "database, worked inside the API process) with SQLite, `distributed` (procrastinate on "
+        "PostgreSQL, worked by `chatbots worker` processes) with PostgreSQL, `memory` with "
+        "`memory://`. Name one to override it.",
+    )
+    jobs_work_in_api: bool | None = Field(
+        None,
+        description="Whether the API process also works jobs. Unset: yes on the embedded and "
+        "in-memory engines, no on the distributed one (its `chatbots worker` processes do).",
+    )
+    jobs_sqlite_path: str | None = Field(
+        None,
+        description="The embedded engine's file. Unset: the SQLite database's path followed by "
+        "`-jobs` (`./chatbots.db-jobs`); required to run the embedded engine with PostgreSQL.",
+    )
+    jobs_concurrency: int = Field(4, ge=1, description="Jobs one process runs at once.")
+    jobs_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often an idle worker looks for jobs and due retries (the distributed "
+        "engine is woken at once by LISTEN/NOTIFY too).",
+    )
+    jobs_lease_seconds: float = Field(
+        30.0,
+        ge=3,
+        description="A running job whose worker gave no sign of life for this long is run again "
+        "(worker heartbeats every third of it).",
+    )
+    jobs_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="On shutdown, running jobs get this long to finish before they are "
+        "interrupted and queued again.",
+    )
+    jobs_retention_days: int = Field(
+        7, ge=1, description="Finished jobs (and their status) are forgotten after this."
+    )
+    jobs_pool_size: int = Field(
+        4, ge=2, description="The distributed engine's PostgreSQL connections per process."
+    )
 
     @property
     def uses_memory(self) -> bool:

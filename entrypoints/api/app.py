@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -11,13 +10,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.types import ASGIApp
 
 from application.errors import ApplicationError
 from application.seeding import EXAMPLE_BOT_ID
 from entrypoints.api import errors
 from entrypoints.api.docs import install_docs
+from entrypoints.api.exchange import ExchangeSettings
 from entrypoints.api.hardening import SecurityHeaders, TextInputRule
+from entrypoints.api.metrics import ServiceMetrics, install_metrics_route
 from entrypoints.api.middleware import BodySizeLimit
+from entrypoints.api.observed import ObservedRequests
 from entrypoints.api.openapi import install_openapi
 from entrypoints.api.routers import (
     api_keys,
@@ -31,11 +34,12 @@ from entrypoints.api.routers import (
     users,
 )
 from entrypoints.bootstrap import Container, build_container, shutdown
+from entrypoints.log_format import install_log_format
 from entrypoints.log_safety import install_log_safety
 from entrypoints.seed import seed_example_bot
+from entrypoints.worker import start_jobs_in_api
 
 logger = logging.getLogger("chatbots")
-IDEMPOTENCY_PURGE_INTERVAL_SECONDS = 3600
 
 # Routes are matched one by one in this order, so the chat and bot routes that carry most of
 # the traffic come first (matching was ~8% of a history read when they came last). The paths
@@ -71,17 +75,6 @@ async def _seed(container: Container) -> None:
         logger.warning("could not create the example bot: %s", error.__class__.__name__)
 
 
-async def _purge_idempotency_keys_hourly(container: Container) -> None:
-    while True:
-        try:
-            purged = await container.conversations().idempotency.purge_expired()
-            if purged:
-                logger.info("purged %d expired idempotency keys", purged)
-        except (ApplicationError, SQLAlchemyError, OSError) as error:
-            logger.warning("idempotency key purge failed: %s", error.__class__.__name__)
-        await asyncio.sleep(IDEMPOTENCY_PURGE_INTERVAL_SECONDS)
-
-
 def _settle_garbage_collector() -> None:
     """Everything built at start-up lives as long as the process: frozen, the collector stops
     walking those ~170,000 objects over and over. A request allocates a few thousand short-lived
@@ -96,23 +89,33 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
+class ChatbotsApp(FastAPI):
+    """FastAPI with request ids and metrics around everything, Starlette's error middleware
+    included: `add_middleware` would put them inside it, where a 500 is never seen."""
+
+    metrics: ServiceMetrics | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return ObservedRequests(super().build_middleware_stack(), self.metrics)
+
+
 def create_app(container: Container | None = None) -> FastAPI:
     container = container or build_container()
     settings = container.settings()
     logging.basicConfig(level=settings.log_level.upper())
     install_log_safety()
+    install_log_format(json_lines=settings.log_format == "json")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.seed_example_bot:
             await _seed(container)
-        housekeeping = asyncio.create_task(_purge_idempotency_keys_hourly(container))
+        await start_jobs_in_api(container)  # background jobs; shutdown() stops them first
         _settle_garbage_collector()
         yield
-        housekeeping.cancel()
         await shutdown(container)
 
-    app = FastAPI(
+    app = ChatbotsApp(
         title="chatbots",
         version="0.1.0",
         description=DESCRIPTION,
@@ -128,6 +131,9 @@ def create_app(container: Container | None = None) -> FastAPI:
         generate_unique_id_function=_operation_id,
     )
     app.state.container = container
+    if settings.metrics_enabled:
+        app.metrics = ServiceMetrics.from_environment()
+    app.state.exchange_settings = ExchangeSettings(settings.sse_heartbeat_seconds, app.metrics)
     errors.install_error_handlers(app)
     # Listed innermost first: the body limit wraps the text rule, which reads bodies through it.
     app.add_middleware(TextInputRule)
@@ -136,6 +142,8 @@ def create_app(container: Container | None = None) -> FastAPI:
     for module in ROUTERS:
         app.include_router(module.router)
     install_openapi(app, [module.router for module in ROUTERS])
+    if app.metrics is not None:  # after the routers: the chat routes are matched first
+        install_metrics_route(app, app.metrics)
     if settings.docs_enabled:
         install_docs(app)
     return app

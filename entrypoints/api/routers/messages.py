@@ -11,7 +11,7 @@ from pydantic import Field
 from domain.conversations import MAX_MESSAGE_LENGTH, Rating
 from entrypoints.api.dependencies import Conversations, CurrentActor
 from entrypoints.api.errors import problem_responses
-from entrypoints.api.exchange import Exchange
+from entrypoints.api.exchange import Exchange, exchange_settings
 from entrypoints.api.schemas import Cursor, Limit, Out, PageOut, StrictIn
 
 router = APIRouter(tags=["messages"])
@@ -60,7 +60,9 @@ class FeedbackOut(Out):
         **problem_responses(401, 403, 404, 409, 413, 422, 502, 504),
         201: {
             "description": "The stored message and the bot's reply; with `Accept: "
-            'text/event-stream`, SSE events `delta` (`{"content"}`) then `done` (the reply).',
+            'text/event-stream`, SSE events `delta` (`{"content"}`) then `done` (the reply), '
+            "each with an `id` (`<user message id>:<1, 2, ...>`), and `: keep-alive` comments "
+            "while the engine sends nothing.",
             "content": {"text/event-stream": {}},
         },
     },
@@ -87,7 +89,8 @@ async def post_message(
     exchange = await Exchange.begin(
         conversations.chat.post_message(
             actor, conversation_id, body.content, idempotency_key=idempotency_key
-        )
+        ),
+        exchange_settings(request),
     )
     if "text/event-stream" not in request.headers.get("accept", ""):
         response.headers.update(exchange.headers)

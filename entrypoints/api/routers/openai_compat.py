@@ -9,14 +9,14 @@ import time
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from application.errors import NotFound
 from domain.conversations import MessageRole
 from entrypoints.api.dependencies import Conversations, CurrentActor
-from entrypoints.api.exchange import Exchange
+from entrypoints.api.exchange import Exchange, exchange_settings
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
@@ -152,6 +152,7 @@ async def chat_completions(
     body: ChatCompletionIn,
     actor: CurrentActor,
     conversations: Conversations,
+    request: Request,
     response: Response,
     x_conversation_id: Annotated[
         UUID | None,
@@ -173,7 +174,7 @@ async def chat_completions(
         external_user_id=body.user,
         idempotency_key=idempotency_key,
     )
-    exchange = await Exchange.begin(events)
+    exchange = await Exchange.begin(events, exchange_settings(request))
     headers = {"X-Conversation-Id": str(conversation_id), **exchange.headers}
     created = int(time.time())
     if body.stream:
