@@ -1,23 +1,10 @@
-"""The distributed job engine: procrastinate (MIT; PostgreSQL only, asyncio-native) on the
-service's PostgreSQL database, worked by `chatbots worker` processes that scale apart from the
-API (which only enqueues, unless `CHATBOTS_JOBS_WORK_IN_API` says otherwise).
+"""`DistributedJobs`: the job port on procrastinate, its worker, and the sweep.
 
-procrastinate does the hard parts: a job is fetched with `FOR UPDATE SKIP LOCKED` and marked
-`doing` in one statement (two workers never run one attempt), LISTEN/NOTIFY wakes workers at
-once, retries are rescheduled by the worker, workers send heartbeats, periodic jobs are deferred
-once per tick whatever the number of workers, `queueing_lock` refuses a second waiting job with
-the same key. This module maps the port onto it:
-- one procrastinate task per job kind, `{"payload", "enqueued_at"}` as its arguments;
-- the kind's `RetryPolicy` as a procrastinate retry strategy (attempts, backoff, max age);
-- the last error's text in a side table (`chatbots_job_errors`): procrastinate keeps a status,
-  not an error;
-- the dedup key is released when the first attempt starts, as on the other engines;
-- a periodic sweep (every minute) retries the jobs of workers whose heartbeat stopped
-  (procrastinate finds them, `get_stalled_jobs`, but leaves retrying to the application), and
-  forgets finished jobs after the retention period.
-
-Its tables live in a PostgreSQL schema of their own, `procrastinate` (the pool's search_path),
-apart from the alembic-managed `public` one: migrations and autogenerate never see them.
+Apart from the schema because this is what the API and `chatbots worker` run: one procrastinate
+task per job kind (`{"payload", "enqueued_at"}` as its arguments) with the kind's `RetryPolicy`
+as its retry strategy, the last error's text in `chatbots_job_errors`, the dedup key released
+when the first attempt starts, and the periodic sweep that retries the jobs of workers whose
+heartbeat stopped and forgets finished jobs after the retention period.
 """
 
 from __future__ import annotations
@@ -27,7 +14,6 @@ import logging
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from typing import Any
 
 import psycopg
@@ -35,11 +21,9 @@ import psycopg_pool
 from procrastinate import App, BaseRetryStrategy, JobContext, PsycopgConnector, RetryDecision
 from procrastinate.exceptions import AlreadyEnqueued, ConnectorException
 from procrastinate.jobs import Job, Status
-from procrastinate.schema import SchemaManager
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from adapters.jobs import WorkerOptions, error_text, first_run_at, json_payload
+from adapters.jobs.distributed.schema import SCHEMA, libpq_conninfo
 from application.jobs import (
     JobKind,
     JobQueueUnavailable,
@@ -51,11 +35,9 @@ from application.jobs import (
 
 logger = logging.getLogger("chatbots.jobs")
 
-SCHEMA = "procrastinate"
 QUEUE = "chatbots"
 SWEEP_TASK = "chatbots.jobs.sweep"
 INTERRUPTED = "interrupted: the worker stopped while it ran"
-_SCHEMA_LOCK = 0x6A6F6273  # pg_advisory_xact_lock key: one `chatbots migrate` at a time
 _STATES = {
     "todo": JobState.QUEUED,
     "doing": JobState.RUNNING,
@@ -65,17 +47,6 @@ _STATES = {
     "aborted": JobState.FAILED,
 }
 
-OWN_TABLES = """
-CREATE TABLE IF NOT EXISTS chatbots_job_errors (
-    job_id bigint PRIMARY KEY REFERENCES procrastinate_jobs (id) ON DELETE CASCADE,
-    error text NOT NULL,
-    at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS chatbots_schema_level (
-    engine text PRIMARY KEY,
-    applied_through text NOT NULL
-);
-"""
 RECORD_ERROR = """
 INSERT INTO chatbots_job_errors (job_id, error) VALUES (%(job_id)s, %(error)s)
 ON CONFLICT (job_id) DO UPDATE SET error = EXCLUDED.error, at = now()
@@ -90,60 +61,6 @@ WAITING_WITH_KEY = """
 SELECT id FROM procrastinate_jobs WHERE queueing_lock = %(key)s AND status = 'todo'
 """
 RELEASE_KEY = "UPDATE procrastinate_jobs SET queueing_lock = NULL WHERE id = %(job_id)s"
-
-
-def libpq_conninfo(database_url: str) -> str:
-    """The service's SQLAlchemy URL (`postgresql+asyncpg://...`) as libpq reads it."""
-    url = make_url(database_url)
-    query = dict(url.query)
-    if "ssl" in query:  # asyncpg's name for libpq's sslmode
-        query["sslmode"] = query.pop("ssl")
-    return url.set(drivername="postgresql", query=query).render_as_string(hide_password=False)
-
-
-def _migration_names() -> list[str]:
-    folder = resources.files("procrastinate.sql") / "migrations"
-    return sorted(p.name.removesuffix(".sql") for p in folder.iterdir() if p.name.endswith(".sql"))
-
-
-def pending_migrations(applied_through: str, available: list[str] | None = None) -> list[str]:
-    """procrastinate's migration files newer than the level recorded at the last migrate."""
-    return [name for name in (available or _migration_names()) if name > applied_through]
-
-
-async def create_distributed_schema(database_url: str) -> str:
-    """procrastinate's schema in its own PostgreSQL schema, created or brought up to date with
-    the migrations procrastinate ships, in one transaction: what `chatbots migrate` runs."""
-    latest = _migration_names()[-1]
-    connect = psycopg.AsyncConnection.connect(libpq_conninfo(database_url))
-    async with await connect as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-        await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
-        await conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(SCHEMA)))
-        cursor = await conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")
-        row = await cursor.fetchone()
-        if not (row and row[0]):
-            await conn.execute(SchemaManager.get_schema().encode())
-            await conn.execute(OWN_TABLES.encode())
-            done = f"created, at {latest}"
-        else:
-            await conn.execute(OWN_TABLES.encode())
-            cursor = await conn.execute(
-                "SELECT applied_through FROM chatbots_schema_level WHERE engine = 'procrastinate'"
-            )
-            level = await cursor.fetchone()
-            pending = pending_migrations(level[0]) if level else []
-            folder = resources.files("procrastinate.sql") / "migrations"
-            for name in pending:
-                await conn.execute((folder / f"{name}.sql").read_text().encode())
-            done = f"migrated through {latest}" if pending else f"up to date, at {latest}"
-        await conn.execute(
-            "INSERT INTO chatbots_schema_level (engine, applied_through) "
-            "VALUES ('procrastinate', %s) ON CONFLICT (engine) "
-            "DO UPDATE SET applied_through = EXCLUDED.applied_through",
-            (latest,),
-        )
-    return done
 
 
 class _PolicyRetry(BaseRetryStrategy):
