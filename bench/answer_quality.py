@@ -147,7 +147,7 @@ async def application_bot(knowledge: Sequence[KnowledgeDraft], threshold: float 
             engine_config={} if threshold is None else {"threshold": threshold},
         ),
     )
-    await container.bots().import_entries(actor, bot.id, list(knowledge))
+    await container.knowledge().import_entries(actor, bot.id, list(knowledge))
     conversations = container.conversations()
     asked = 0
     conversation_id = (await conversations.threads.start_conversation(actor, bot.id)).id

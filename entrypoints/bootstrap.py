@@ -28,7 +28,7 @@ from adapters.sqlalchemy.readiness import SqlAlchemySchemaInspector
 from adapters.sqlalchemy.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from adapters.system import RandomIdGenerator, SystemClock
 from adapters.throttling import InMemoryAttemptCounter, RedisAttemptCounter, redis_client
-from application.bots import BotService, load_knowledge
+from application.bots import BotApiKeys, BotKnowledge, BotLifecycle, load_knowledge
 from application.conversations import ConversationUseCases
 from application.housekeeping import housekeeping_jobs
 from application.identity import IdentityPolicy, IdentityService
@@ -189,8 +189,10 @@ class Container(containers.DeclarativeContainer):
         ConversationUseCases.build, uow_factory=uow_factory, engines=engines, clock=clock, ids=ids
     )
     bots = providers.Singleton(
-        BotService, uow_factory=uow_factory, engine_rules=engine_rules, clock=clock, ids=ids
+        BotLifecycle, uow_factory=uow_factory, engine_rules=engine_rules, clock=clock, ids=ids
     )
+    knowledge = providers.Singleton(BotKnowledge, uow_factory=uow_factory, clock=clock, ids=ids)
+    api_keys = providers.Singleton(BotApiKeys, uow_factory=uow_factory, clock=clock, ids=ids)
 
     # Background jobs: the kinds the application declares, and the engine the settings select
     # (entrypoints/worker.py); use cases get `jobs` as their `JobQueue`.

@@ -58,9 +58,10 @@ async def sign_up_or_in(identity: IdentityService) -> UserActor:
 async def main() -> int:
     settings = Settings(database_url=os.environ.get("CHATBOTS_DATABASE_URL", "memory://"))
     container = build_container(settings)  # the same composition root the HTTP API uses
-    identity, bots, conversations = (
+    identity, bots, knowledge, conversations = (
         container.identity(),
         container.bots(),
+        container.knowledge(),
         container.conversations(),
     )
     try:
@@ -80,7 +81,7 @@ async def main() -> int:
         bot: Bot | None = next((b for b in mine.items if b.name == BOT_NAME), None)
         if bot is None:
             bot = await bots.create_bot(actor, BotSettings(name=BOT_NAME, greeting="Hi!"))
-            await bots.import_entries(actor, bot.id, ENTRIES)
+            await knowledge.import_entries(actor, bot.id, ENTRIES)
 
         conversation = await conversations.threads.start_conversation(actor, bot.id)
         for question in ["When are you open?", "Do you deliver to France?"]:

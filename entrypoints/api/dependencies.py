@@ -16,7 +16,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from application.actors import Actor, UserActor
-from application.bots import BotService, is_api_key
+from application.bots import BotApiKeys, BotKnowledge, BotLifecycle, is_api_key
 from application.conversations import ConversationUseCases
 from application.errors import AuthenticationFailed, Forbidden
 from application.identity import IdentityService
@@ -42,8 +42,18 @@ async def identity_service(request: Request) -> IdentityService:
     return service
 
 
-async def bot_service(request: Request) -> BotService:
-    service: BotService = _container(request).bots()
+async def bot_service(request: Request) -> BotLifecycle:
+    service: BotLifecycle = _container(request).bots()
+    return service
+
+
+async def knowledge_service(request: Request) -> BotKnowledge:
+    service: BotKnowledge = _container(request).knowledge()
+    return service
+
+
+async def api_key_service(request: Request) -> BotApiKeys:
+    service: BotApiKeys = _container(request).api_keys()
     return service
 
 
@@ -57,7 +67,9 @@ async def schema_inspector(request: Request) -> SchemaInspector:
 
 
 Identity = Annotated[IdentityService, Depends(identity_service)]
-Bots = Annotated[BotService, Depends(bot_service)]
+Bots = Annotated[BotLifecycle, Depends(bot_service)]
+Knowledge = Annotated[BotKnowledge, Depends(knowledge_service)]
+ApiKeys = Annotated[BotApiKeys, Depends(api_key_service)]
 Conversations = Annotated[ConversationUseCases, Depends(conversation_service)]
 Inspector = Annotated[SchemaInspector, Depends(schema_inspector)]
 
@@ -73,7 +85,7 @@ async def current_actor(request: Request, token: Annotated[str | None, Depends(b
             )
         raise AuthenticationFailed("Missing bearer token.")
     if is_api_key(token):
-        return await (await bot_service(request)).authenticate_api_key(token)
+        return await (await api_key_service(request)).authenticate_api_key(token)
     return await (await identity_service(request)).authenticate(token)
 
 

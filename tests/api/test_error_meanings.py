@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from application import errors
-from application.bots import BotService
+from application.bots import BotLifecycle
 from entrypoints.api.errors import problem_for
 from tests.api.conftest import sign_up
 
@@ -48,7 +48,7 @@ async def test_a_busy_store_answers_503_with_retry_after(
     async def busy(*args: object, **kwargs: object) -> None:
         raise errors.StoreBusy("The database is busy; try again.")
 
-    monkeypatch.setattr(BotService, "create_bot", busy)
+    monkeypatch.setattr(BotLifecycle, "create_bot", busy)
     response = await client.post("/api/v1/bots", json={"name": "B"}, headers=owner.headers)
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"

@@ -14,7 +14,7 @@ from adapters.engines.knowledge import KnowledgeEngine
 from adapters.memory import InMemoryDatabase, InMemoryUnitOfWork
 from adapters.system import RandomIdGenerator
 from application.actors import UserActor
-from application.bots import BotService, BotSettings, load_knowledge
+from application.bots import BotKnowledge, BotLifecycle, BotSettings, load_knowledge
 from application.conversations import (
     HISTORY_WINDOW,
     ConversationUseCases,
@@ -67,11 +67,11 @@ def clock() -> FixedClock:
 @pytest.fixture
 def services(
     db: InMemoryDatabase, failing: FailingEngine, clock: FixedClock
-) -> tuple[BotService, ConversationUseCases]:
+) -> tuple[BotLifecycle, ConversationUseCases]:
     uow_factory = partial(InMemoryUnitOfWork, db)
     ids = RandomIdGenerator()
     knowledge = KnowledgeEngine(partial(load_knowledge, uow_factory))
-    bots = BotService(
+    bots = BotLifecycle(
         uow_factory=uow_factory, engine_rules=EngineConfigValidator(), clock=clock, ids=ids
     )
     conversations = ConversationUseCases.build(
@@ -81,6 +81,13 @@ def services(
         ids=ids,
     )
     return bots, conversations
+
+
+@pytest.fixture
+def knowledge(db: InMemoryDatabase, clock: FixedClock) -> BotKnowledge:
+    return BotKnowledge(
+        uow_factory=partial(InMemoryUnitOfWork, db), clock=clock, ids=RandomIdGenerator()
+    )
 
 
 async def _user(db: InMemoryDatabase) -> UserActor:
@@ -103,7 +110,7 @@ async def _exchange(
 
 
 async def _shop_conversation(
-    db: InMemoryDatabase, services: tuple[BotService, ConversationUseCases]
+    db: InMemoryDatabase, services: tuple[BotLifecycle, ConversationUseCases]
 ) -> tuple[UserActor, uuid.UUID, uuid.UUID]:
     """A member, their knowledge bot "Shop", and a conversation with it."""
     bots, conversations = services
@@ -114,12 +121,14 @@ async def _shop_conversation(
 
 
 async def test_exchange_events_and_flat_history(
-    db: InMemoryDatabase, services: tuple[BotService, ConversationUseCases]
+    db: InMemoryDatabase,
+    services: tuple[BotLifecycle, ConversationUseCases],
+    knowledge: BotKnowledge,
 ) -> None:
     bots, conversations = services
     owner = await _user(db)
     bot = await bots.create_bot(owner, BotSettings(name="Shop", greeting="Hi!"))
-    await bots.add_entry(
+    await knowledge.add_entry(
         owner, bot.id, KnowledgeDraft("Opening hours?", "9 to 5.", ["when are you open"])
     )
     conversation = await conversations.threads.start_conversation(owner, bot.id)
@@ -132,7 +141,7 @@ async def test_exchange_events_and_flat_history(
 
 
 async def _answer_through_the_failing_engine(
-    bots: BotService, owner: UserActor, bot_id: uuid.UUID
+    bots: BotLifecycle, owner: UserActor, bot_id: uuid.UUID
 ) -> None:
     """Turns the bot into an `openai` one: the `failing` fixture answers for that engine."""
     await bots.update_bot(
@@ -144,7 +153,7 @@ async def _answer_through_the_failing_engine(
 
 async def test_engines_that_answer_with_io_see_a_bounded_window_of_history(
     db: InMemoryDatabase,
-    services: tuple[BotService, ConversationUseCases],
+    services: tuple[BotLifecycle, ConversationUseCases],
     failing: FailingEngine,
 ) -> None:
     bots, conversations = services
@@ -162,7 +171,7 @@ async def test_engines_that_answer_with_io_see_a_bounded_window_of_history(
 
 async def test_a_failing_engine_keeps_the_user_message(
     db: InMemoryDatabase,
-    services: tuple[BotService, ConversationUseCases],
+    services: tuple[BotLifecycle, ConversationUseCases],
     failing: FailingEngine,
 ) -> None:
     bots, conversations = services
@@ -194,13 +203,15 @@ async def test_a_failing_engine_keeps_the_user_message(
 
 
 async def test_a_loaded_knowledge_index_answers_in_the_transaction_of_the_message(
-    db: InMemoryDatabase, services: tuple[BotService, ConversationUseCases], clock: FixedClock
+    db: InMemoryDatabase,
+    services: tuple[BotLifecycle, ConversationUseCases],
+    knowledge: BotKnowledge,
+    clock: FixedClock,
 ) -> None:
     """The first post loads the bot's index between two transactions (a request holding a
     connection must not wait for another); later posts store both messages in one."""
-    bots, _ = services
     owner, bot_id, conversation_id = await _shop_conversation(db, services)
-    await bots.add_entry(
+    await knowledge.add_entry(
         owner, bot_id, KnowledgeDraft("Opening hours?", "9 to 5.", ["when are you open"])
     )
     writing: list[bool] = []
@@ -234,7 +245,7 @@ async def test_a_loaded_knowledge_index_answers_in_the_transaction_of_the_messag
 
 
 async def test_closed_and_archived(
-    db: InMemoryDatabase, services: tuple[BotService, ConversationUseCases]
+    db: InMemoryDatabase, services: tuple[BotLifecycle, ConversationUseCases]
 ) -> None:
     bots, conversations = services
     owner, bot_id, conversation_id = await _shop_conversation(db, services)
@@ -247,7 +258,7 @@ async def test_closed_and_archived(
 
 
 async def test_concurrent_posts_stay_gap_free(
-    db: InMemoryDatabase, services: tuple[BotService, ConversationUseCases]
+    db: InMemoryDatabase, services: tuple[BotLifecycle, ConversationUseCases]
 ) -> None:
     _, conversations = services
     owner, _, conversation_id = await _shop_conversation(db, services)
@@ -259,7 +270,7 @@ async def test_concurrent_posts_stay_gap_free(
 
 
 async def test_idempotency_key_reused_for_other_content(
-    db: InMemoryDatabase, services: tuple[BotService, ConversationUseCases]
+    db: InMemoryDatabase, services: tuple[BotLifecycle, ConversationUseCases]
 ) -> None:
     _, conversations = services
     owner, _, conversation_id = await _shop_conversation(db, services)
@@ -269,7 +280,7 @@ async def test_idempotency_key_reused_for_other_content(
 
 
 async def test_expired_idempotency_keys_are_purged(
-    db: InMemoryDatabase, services: tuple[BotService, ConversationUseCases], clock: FixedClock
+    db: InMemoryDatabase, services: tuple[BotLifecycle, ConversationUseCases], clock: FixedClock
 ) -> None:
     _, conversations = services
     owner, _, conversation_id = await _shop_conversation(db, services)
@@ -280,7 +291,7 @@ async def test_expired_idempotency_keys_are_purged(
 
 
 async def test_chat_completions_refuse_bad_last_messages_before_opening_a_conversation(
-    db: InMemoryDatabase, services: tuple[BotService, ConversationUseCases]
+    db: InMemoryDatabase, services: tuple[BotLifecycle, ConversationUseCases]
 ) -> None:
     _, conversations = services
     owner, bot_id, _ = await _shop_conversation(db, services)

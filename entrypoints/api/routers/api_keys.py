@@ -6,7 +6,7 @@ from uuid import UUID
 from fastapi import APIRouter, Response, status
 from pydantic import Field
 
-from entrypoints.api.dependencies import Bots, CurrentUser
+from entrypoints.api.dependencies import ApiKeys, CurrentUser
 from entrypoints.api.errors import problem_responses
 from entrypoints.api.schemas import Out, StrictIn
 
@@ -38,11 +38,11 @@ class ApiKeyCreatedOut(ApiKeyOut):
     responses=problem_responses(401, 403, 404, 422),
 )
 async def create_api_key(
-    bot_id: UUID, actor: CurrentUser, bots: Bots, body: ApiKeyIn | None = None
+    bot_id: UUID, actor: CurrentUser, keys: ApiKeys, body: ApiKeyIn | None = None
 ) -> ApiKeyCreatedOut:
     """A key that chats with this bot only (`Authorization: Bearer cbk_...`). The secret is
     in this answer and nowhere else: it is stored only as a hash."""
-    issued = await bots.create_api_key(actor, bot_id, (body or ApiKeyIn()).name)
+    issued = await keys.create_api_key(actor, bot_id, (body or ApiKeyIn()).name)
     return ApiKeyCreatedOut.model_validate(
         {**ApiKeyOut.model_validate(issued.key).model_dump(), "key": issued.secret}
     )
@@ -53,9 +53,9 @@ async def create_api_key(
     response_model=list[ApiKeyOut],
     responses=KEY_ERRORS,
 )
-async def list_api_keys(bot_id: UUID, actor: CurrentUser, bots: Bots) -> list[ApiKeyOut]:
+async def list_api_keys(bot_id: UUID, actor: CurrentUser, keys: ApiKeys) -> list[ApiKeyOut]:
     """The bot's keys by prefix, with `created_at`, `last_used_at` and `revoked_at`."""
-    return [ApiKeyOut.model_validate(k) for k in await bots.list_api_keys(actor, bot_id)]
+    return [ApiKeyOut.model_validate(k) for k in await keys.list_api_keys(actor, bot_id)]
 
 
 @router.delete(
@@ -63,7 +63,7 @@ async def list_api_keys(bot_id: UUID, actor: CurrentUser, bots: Bots) -> list[Ap
     status_code=status.HTTP_204_NO_CONTENT,
     responses=KEY_ERRORS,
 )
-async def revoke_api_key(bot_id: UUID, key_id: UUID, actor: CurrentUser, bots: Bots) -> Response:
+async def revoke_api_key(bot_id: UUID, key_id: UUID, actor: CurrentUser, keys: ApiKeys) -> Response:
     """Revoke a key: it stops working at once."""
-    await bots.revoke_api_key(actor, bot_id, key_id)
+    await keys.revoke_api_key(actor, bot_id, key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

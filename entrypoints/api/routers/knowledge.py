@@ -15,7 +15,7 @@ from domain.bots import (
     MAX_TAGS,
     KnowledgeDraft,
 )
-from entrypoints.api.dependencies import Bots, CurrentUser
+from entrypoints.api.dependencies import CurrentUser, Knowledge
 from entrypoints.api.errors import problem_responses
 from entrypoints.api.etags import expected_version, set_etag
 from entrypoints.api.schemas import Cursor, IfMatch, Limit, NoNulls, Out, PageOut, StrictIn
@@ -83,10 +83,10 @@ def _entry(response: Response, entry: object) -> KnowledgeOut:
     responses=problem_responses(401, 403, 404, 422),
 )
 async def add_knowledge(
-    bot_id: UUID, body: KnowledgeIn, actor: CurrentUser, bots: Bots, response: Response
+    bot_id: UUID, body: KnowledgeIn, actor: CurrentUser, knowledge: Knowledge, response: Response
 ) -> KnowledgeOut:
     """Add one entry: a question, its answer, and other ways people ask it (`examples`)."""
-    entry = await bots.add_entry(actor, bot_id, body.draft())
+    entry = await knowledge.add_entry(actor, bot_id, body.draft())
     response.headers["Location"] = f"/api/v1/bots/{bot_id}/knowledge/{entry.id}"
     return _entry(response, entry)
 
@@ -97,10 +97,10 @@ async def add_knowledge(
     responses=problem_responses(400, 401, 403, 404),
 )
 async def list_knowledge(
-    bot_id: UUID, actor: CurrentUser, bots: Bots, limit: Limit = 20, cursor: Cursor = None
+    bot_id: UUID, actor: CurrentUser, knowledge: Knowledge, limit: Limit = 20, cursor: Cursor = None
 ) -> PageOut[KnowledgeOut]:
     """The bot's knowledge entries, oldest first."""
-    page = await bots.list_entries(actor, bot_id, limit=limit, cursor=cursor)
+    page = await knowledge.list_entries(actor, bot_id, limit=limit, cursor=cursor)
     return PageOut[KnowledgeOut](
         items=[KnowledgeOut.model_validate(e) for e in page.items], next_cursor=page.next_cursor
     )
@@ -112,9 +112,11 @@ async def list_knowledge(
     response_model=BulkOut,
     responses=problem_responses(401, 403, 404, 413, 422),
 )
-async def import_knowledge(bot_id: UUID, body: BulkIn, actor: CurrentUser, bots: Bots) -> BulkOut:
+async def import_knowledge(
+    bot_id: UUID, body: BulkIn, actor: CurrentUser, knowledge: Knowledge
+) -> BulkOut:
     """Import up to 5,000 entries, all or nothing, in one transaction."""
-    ids = await bots.import_entries(actor, bot_id, [e.draft() for e in body.entries])
+    ids = await knowledge.import_entries(actor, bot_id, [e.draft() for e in body.entries])
     return BulkOut(created=len(ids), ids=ids)
 
 
@@ -124,10 +126,10 @@ async def import_knowledge(bot_id: UUID, body: BulkIn, actor: CurrentUser, bots:
     responses=ENTRY_ERRORS,
 )
 async def read_knowledge(
-    bot_id: UUID, entry_id: UUID, actor: CurrentUser, bots: Bots, response: Response
+    bot_id: UUID, entry_id: UUID, actor: CurrentUser, knowledge: Knowledge, response: Response
 ) -> KnowledgeOut:
     """One knowledge entry, with its `ETag`."""
-    return _entry(response, await bots.get_entry(actor, bot_id, entry_id))
+    return _entry(response, await knowledge.get_entry(actor, bot_id, entry_id))
 
 
 @router.patch(
@@ -140,12 +142,12 @@ async def update_knowledge(
     entry_id: UUID,
     body: KnowledgePatchIn,
     actor: CurrentUser,
-    bots: Bots,
+    knowledge: Knowledge,
     response: Response,
     if_match: IfMatch = None,
 ) -> KnowledgeOut:
     """Revise an entry. Send `If-Match` with the ETag you read: a stale one answers 412."""
-    entry = await bots.update_entry(
+    entry = await knowledge.update_entry(
         actor,
         bot_id,
         entry_id,
@@ -161,8 +163,10 @@ async def update_knowledge(
     responses=problem_responses(401, 403, 404, 412),
 )
 async def delete_knowledge(
-    bot_id: UUID, entry_id: UUID, actor: CurrentUser, bots: Bots, if_match: IfMatch = None
+    bot_id: UUID, entry_id: UUID, actor: CurrentUser, knowledge: Knowledge, if_match: IfMatch = None
 ) -> Response:
     """Delete an entry (If-Match honoured); the bot's knowledge revision moves on."""
-    await bots.delete_entry(actor, bot_id, entry_id, expected_version=expected_version(if_match))
+    await knowledge.delete_entry(
+        actor, bot_id, entry_id, expected_version=expected_version(if_match)
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,12 +1,15 @@
-"""Ports: what the use cases need from the outside world, named by role.
+"""The store: repositories per aggregate, their filters, the unit of work that is the only way a
+change persists, and the store's health.
 
-Adapters implement these protocols (`adapters/sqlalchemy`, `adapters/memory`, ...). Every
-repository is reached through a unit of work, whose `commit()` is the only way a change persists.
+Adapters implement these (`adapters/sqlalchemy`, `adapters/memory`); the contract suite runs the
+same cases against each. Every repository is reached through a unit of work: `commit()` persists,
+leaving without it rolls back. `ConversationLog` is the hot write of a chat, as named operations;
+`StatsReader` is the one read-only port served here, returning the `BotStats` read model.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -14,20 +17,9 @@ from typing import Any, Protocol, Self
 from uuid import UUID
 
 from application.pagination import Keyset
-from domain.bots import Bot, BotApiKey, BotStatus, EngineKind, KnowledgeEntry
+from domain.bots import Bot, BotApiKey, BotStatus, KnowledgeEntry
 from domain.conversations import Conversation, ConversationStatus, Feedback, Message
 from domain.users import RefreshToken, User
-
-
-class Clock(Protocol):
-    def now(self) -> datetime:
-        """The current time, timezone-aware UTC."""
-        ...
-
-
-class IdGenerator(Protocol):
-    def new_id(self) -> UUID: ...
-
 
 # --- repositories -------------------------------------------------------------------------------
 
@@ -272,6 +264,9 @@ class UnitOfWorkFactory(Protocol):
         ...
 
 
+# --- the store's health ---------------------------------------------------------------------------
+
+
 class SchemaInspector(Protocol):
     """Tells whether the store answers and its schema is the one this code expects."""
 
@@ -282,137 +277,3 @@ class SchemaInspector(Protocol):
 class Readiness:
     ready: bool
     detail: str
-
-
-class EngineConfigRules(Protocol):
-    def validate(self, engine: EngineKind, config: dict[str, Any]) -> dict[str, Any]:
-        """The normalised config; raises `domain.errors.InvalidValue` on a bad one."""
-        ...
-
-
-# --- services the use cases call ------------------------------------------------------------------
-
-
-class HashingBusy(Exception):
-    """The password hashing capacity is taken: raised instead of queueing behind it."""
-
-
-class PasswordHasher(Protocol):
-    async def hash(self, password: str, *, wait: bool = True) -> str:
-        """With `wait=False`, raises `HashingBusy` at once when the hashes already running or
-        queued fill the capacity, so a flood of such calls cannot delay the ones that wait."""
-        ...
-
-    async def verify(self, password: str, password_hash: str) -> tuple[bool, str | None]:
-        """Returns (matches, new_hash); `new_hash` is set when the parameters changed."""
-        ...
-
-    async def verify_dummy(self, password: str) -> None:
-        """Spends the time of one verification, so unknown accounts answer as slowly as known."""
-        ...
-
-
-@dataclass(frozen=True)
-class AccessClaims:
-    user_id: UUID
-    role: str
-    token_id: str
-    expires_at: datetime
-    session_generation: int = 0
-
-
-class AccessTokenIssuer(Protocol):
-    def issue(self, user: User, now: datetime) -> tuple[str, int]:
-        """Returns the signed token and its lifetime in seconds."""
-        ...
-
-    def verify(self, token: str, now: datetime) -> AccessClaims:
-        """Raises `AuthenticationFailed` for any token that is not one of ours and current."""
-        ...
-
-
-class AttemptCounter(Protocol):
-    """Counts attempts per key in a fixed window that starts at the first one; shared between
-    workers when Redis-backed. `hit` is atomic, so callers count first and check the count after:
-    concurrent attempts can never all see the same old count and all pass."""
-
-    async def hit(self, key: str, window_seconds: int) -> tuple[int, int]:
-        """Records one attempt; returns (attempts in the window with this one, seconds until the
-        window ends)."""
-        ...
-
-    async def refund(self, key: str) -> None:
-        """Takes back one attempt that turned out not to be a failure. The window keeps its end;
-        at zero it is gone (a count never goes below zero)."""
-        ...
-
-    async def count(self, key: str) -> tuple[int, int]:
-        """Returns (attempts in the window, seconds until the window ends)."""
-        ...
-
-    async def reset(self, key: str) -> None: ...
-
-
-# --- reply engines --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReplyRequest:
-    bot: Bot
-    history: list[Message]
-    message: str
-
-
-@dataclass(frozen=True)
-class ReplyChunk:
-    """A piece of the reply text as it is produced."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class ReplyDone:
-    """The end of a reply: its metadata (confidence, fallback, sources, usage, ...)."""
-
-    metadata: dict[str, Any]
-
-
-ReplyEvent = ReplyChunk | ReplyDone
-
-
-@dataclass(frozen=True)
-class RetrievedEntry:
-    """A knowledge entry found relevant to a question, with the retrieval's confidence (0-1)."""
-
-    entry_id: UUID
-    question: str
-    answer: str
-    score: float
-
-
-class KnowledgeRetriever(Protocol):
-    async def retrieve(self, bot: Bot, query: str, limit: int) -> list[RetrievedEntry]:
-        """The bot's entries most relevant to `query`, best first, from an index cached per
-        knowledge revision."""
-        ...
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A whole reply given at once."""
-
-    text: str
-    metadata: dict[str, Any]
-
-
-class ReplyEngine(Protocol):
-    def answer_now(self, bot: Bot, message: str) -> Reply | None:
-        """The whole reply to `message`, if the engine can give it now without any I/O (no
-        network, no database, nothing to load); else None, and `reply` is called instead,
-        with the history, outside any transaction. The service answers inside the
-        transaction that stores the message only when this returns a reply."""
-        ...
-
-    def reply(self, request: ReplyRequest) -> AsyncIterator[ReplyEvent]:
-        """Streams the reply; ends with exactly one `ReplyDone`. Raises `UpstreamFailed`."""
-        ...
