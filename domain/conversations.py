@@ -108,10 +108,11 @@ class Conversation:
         metadata: dict[str, Any] | None = None,
     ) -> Message:
         self.ensure_open()
-        if role is MessageRole.USER and not 1 <= len(content) <= MAX_MESSAGE_LENGTH:
-            raise InvalidValue("content", f"must be 1 to {MAX_MESSAGE_LENGTH} characters long")
-        if role is MessageRole.USER and not content.strip():
-            raise InvalidValue("content", "must not be only whitespace")
+        if role is MessageRole.USER:
+            if not 1 <= len(content) <= MAX_MESSAGE_LENGTH:
+                raise InvalidValue("content", f"must be 1 to {MAX_MESSAGE_LENGTH} characters long")
+            if not content.strip():
+                raise InvalidValue("content", "must not be only whitespace")
         return self._next(message_id, role, content, now, metadata)
 
     def record_reply(

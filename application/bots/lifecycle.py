@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from application.access import manageable_bot, require_user
+from application.access import manageable_bot, may_manage, require_user
 from application.actors import Actor
 from application.bots.versions import check_version, commit_versioned
 from application.errors import NotFound
@@ -105,7 +105,7 @@ class BotLifecycle:
             bot = await uow.bots.get(bot_id)
         if bot is None:
             raise NotFound("No such bot.")
-        if user.is_admin or bot.owner_id == user.user_id:
+        if may_manage(user, bot):
             return BotView(bot, managed=True)
         if bot.status is BotStatus.PUBLISHED:
             return BotView(bot, managed=False)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -26,7 +26,6 @@ from application.conversations.events import (
 )
 from application.conversations.idempotency import (
     IDEMPOTENCY_RESOURCE,
-    Claim,
     IdempotencyKeys,
     Replay,
     fingerprint,
@@ -35,6 +34,7 @@ from application.conversations.threads import Threads
 from application.errors import Conflict, DuplicateKey, NotFound, UpstreamFailed
 from application.ports import (
     Clock,
+    IdempotencyRecord,
     IdGenerator,
     ReplyChunk,
     ReplyDone,
@@ -54,15 +54,15 @@ HISTORY_WINDOW = 20
 MAX_LISTED_BOTS = 100
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Accepted:
-    """What the first transaction decided: a replay, or a message to answer."""
+    """The message the first transaction stored (or a dead attempt had stored) to answer: with
+    its reply when the engine answered at once, else the history the engine is to see."""
 
-    replay: Replay | None = None
-    user_message: Message | None = None
-    reply: Message | None = None
-    bot: Bot | None = None
-    history: list[Message] = field(default_factory=list)
+    user_message: Message
+    bot: Bot
+    reply: Message | None
+    history: list[Message]
 
 
 class Chat:
@@ -103,23 +103,18 @@ class Chat:
         not stored.
         """
         accepted = await self._accept(actor, conversation_id, content, idempotency_key)
-        if accepted.replay is not None:
-            replay = accepted.replay
-            yield UserMessageStored(replay.user_message, replayed=True)
-            if replay.failure is not None or replay.reply is None:
-                raise replay.failure or UpstreamFailed("The reply was not produced.")
-            if replay.reply.content:
-                yield ReplyDelta(replay.reply.content)
-            yield ReplyStored(replay.reply)
+        if isinstance(accepted, Replay):
+            yield UserMessageStored(accepted.user_message, replayed=True)
+            if accepted.failure is not None or accepted.reply is None:
+                raise accepted.failure or UpstreamFailed("The reply was not produced.")
+            for event in _stored_reply(accepted.reply):
+                yield event
             return
         user_message, bot = accepted.user_message, accepted.bot
-        assert user_message is not None
-        assert bot is not None
         yield UserMessageStored(user_message)
         if accepted.reply is not None:
-            if accepted.reply.content:
-                yield ReplyDelta(accepted.reply.content)
-            yield ReplyStored(accepted.reply)
+            for event in _stored_reply(accepted.reply):
+                yield event
             return
 
         history = [*self._transient(conversation_id, prior_turns), *accepted.history]
@@ -146,68 +141,61 @@ class Chat:
 
     async def _accept(
         self, actor: Actor, conversation_id: UUID, content: str, key: str | None
-    ) -> _Accepted:
+    ) -> _Accepted | Replay:
         async with self._uow_factory() as uow:
             conversation = await writable_conversation(uow, actor, conversation_id, lock=True)
-            claim: Claim | None = None
+            claim: IdempotencyRecord | None = None
             if key is not None:
                 claimed = await self._keys.claim(
                     uow, actor.principal, key, fingerprint(conversation_id, content)
                 )
                 if isinstance(claimed, Replay):
-                    return _Accepted(replay=claimed)
+                    return claimed
                 claim = claimed
             bot = await uow.bots.get(conversation.bot_id)
             if bot is None:
                 raise NotFound("No such conversation.")
             bot.ensure_accepts_messages()
-            accepted = _Accepted(bot=bot)
-            user_message = await self._user_message(uow, conversation, content, claim, accepted)
+            resumed = claim.user_message_id if claim is not None else None
+            user_message = await self._user_message(uow, conversation, content, resumed)
             started = self._monotonic()
             answer = self._engines[bot.engine].answer_now(bot, user_message.content)
-            appended = [] if claim is not None and claim.resumed else [user_message]
+            appended = [] if resumed is not None else [user_message]
+            reply: Message | None = None
+            history: list[Message] = []
             if answer is not None:
-                accepted.reply = conversation.record_reply(
+                reply = conversation.record_reply(
                     answering=user_message,
                     message_id=self._ids.new_id(),
                     content=storable(answer.text),
                     now=self._clock.now(),
                     metadata=self._metadata(dict(answer.metadata), started, bot),
                 )
-                appended.append(accepted.reply)
-            elif claim is None or claim.resumed is None:  # a resumed message has its history
-                accepted.history = await self._history_before(uow, conversation, user_message)
+                appended.append(reply)
+            else:
+                history = await self._history_before(uow, conversation, user_message)
             await uow.conversation_log.append(conversation, appended)
             if claim is not None:
-                self._keys.hold(claim.record, user_message)
-                if accepted.reply is not None:
-                    self._keys.answered(claim.record, user_message, accepted.reply)
+                self._keys.hold(claim, user_message)
+                if reply is not None:
+                    self._keys.answered(claim, user_message, reply)
             try:
                 await uow.commit()
             except DuplicateKey as error:
                 if error.resource == IDEMPOTENCY_RESOURCE:  # a concurrent first attempt won
                     raise Conflict("A request with this Idempotency-Key is in progress.") from error
                 raise
-        accepted.user_message = user_message
-        return accepted
+        return _Accepted(user_message, bot, reply, history)
 
     async def _user_message(
-        self,
-        uow: UnitOfWork,
-        conversation: Conversation,
-        content: str,
-        claim: Claim | None,
-        accepted: _Accepted,
+        self, uow: UnitOfWork, conversation: Conversation, content: str, resumed: UUID | None
     ) -> Message:
-        """The message to answer: a new one, or the one a dead attempt stored (with the history
-        that preceded it, read now)."""
-        if claim is not None and claim.resumed is not None:
-            stored = await uow.messages.get(claim.resumed)
+        """The message to answer: a new one, or the one a dead attempt stored."""
+        if resumed is not None:
+            stored = await uow.messages.get(resumed)
             if stored is None:
                 raise Conflict("The first answer to this Idempotency-Key is no longer stored.")
-            accepted.history = await self._history_before(uow, conversation, stored)
             return stored
-        conversation.ensure_open()
         return conversation.append(
             message_id=self._ids.new_id(),
             role=MessageRole.USER,
@@ -320,6 +308,12 @@ class Chat:
             prior_turns=prior,
         )
         return conversation.id, events
+
+
+def _stored_reply(reply: Message) -> list[ExchangeEvent]:
+    """A reply already whole and stored, as the events a streamed one ends with."""
+    delta: list[ExchangeEvent] = [ReplyDelta(reply.content)] if reply.content else []
+    return [*delta, ReplyStored(reply)]
 
 
 async def _reply_text(

@@ -36,14 +36,6 @@ class Replay:
     failure: UpstreamFailed | None
 
 
-@dataclass(frozen=True)
-class Claim:
-    """The key is this attempt's; `resumed` is the message a dead attempt stored, if any."""
-
-    record: IdempotencyRecord
-    resumed: UUID | None
-
-
 class IdempotencyKeys:
     def __init__(
         self, *, uow_factory: UnitOfWorkFactory, clock: Clock, lease: timedelta = REPLY_LEASE
@@ -52,19 +44,22 @@ class IdempotencyKeys:
         self._clock = clock
         self._lease = lease
 
-    async def claim(self, uow: UnitOfWork, principal: str, key: str, digest: str) -> Claim | Replay:
-        """Inside the transaction that locked the conversation: the key for this attempt, or
-        the first outcome to replay. Raises Conflict while another live attempt holds it."""
+    async def claim(
+        self, uow: UnitOfWork, principal: str, key: str, digest: str
+    ) -> IdempotencyRecord | Replay:
+        """Inside the transaction that locked the conversation: the key's record, now this
+        attempt's (a `user_message_id` on it is the message a dead attempt stored, to answer),
+        or the first outcome to replay. Raises Conflict while another live attempt holds it."""
         now = self._clock.now()
         record = await uow.idempotency.get(principal, key)
         if record is None:
             record = IdempotencyRecord(principal, key, digest, None, now)
             await uow.idempotency.add(record)
-            return Claim(record, resumed=None)
+            return record
         if record.created_at <= now - IDEMPOTENCY_TTL:  # expired: the key is used afresh
             record.fingerprint, record.response, record.created_at = digest, None, now
             record.user_message_id = None
-            return Claim(record, resumed=None)
+            return record
         if record.fingerprint != digest:
             raise Conflict("This Idempotency-Key was used for a different request.")
         if record.response is not None:
@@ -72,7 +67,7 @@ class IdempotencyKeys:
         lease_over = record.lease_expires_at is not None and record.lease_expires_at <= now
         if record.user_message_id is None or not lease_over:
             raise Conflict("A request with this Idempotency-Key is in progress.")
-        return Claim(record, resumed=record.user_message_id)
+        return record
 
     def hold(self, record: IdempotencyRecord, user_message: Message) -> None:
         record.user_message_id = user_message.id
