@@ -42,11 +42,10 @@ class InMemoryConversationLog:
 
     async def lock(self, conversation_id: UUID) -> Conversation | None:
         await self._lock()
-        key = (TABLE, conversation_id)
-        if key not in self._session.added and conversation_id not in self._written:
+        own = (TABLE, conversation_id) in self._session.added or conversation_id in self._written
+        if not own:
             # The row as last committed, as SELECT ... FOR UPDATE reads it.
-            self._session.identity.pop(key, None)
-            self._session.loaded.pop(key, None)
+            self._session.forget(TABLE, conversation_id)
         row = self._session.get(TABLE, conversation_id)
         if row is None:
             return None

@@ -67,9 +67,8 @@ class InMemoryRefreshTokenRepository(_Repository):
 
     async def get_by_hash_for_update(self, token_hash: str) -> RefreshToken | None:
         await self._lock()
-        for key in [k for k in self._session.identity if k[0] == self.table]:
-            self._session.identity.pop(key, None)
-            self._session.loaded.pop(key, None)
+        for table, pk in [k for k in self._session.identity if k[0] == self.table]:
+            self._session.forget(table, pk)
         return await self.get_by_hash(token_hash)
 
     async def get_by_hash(self, token_hash: str) -> RefreshToken | None:
@@ -173,10 +172,8 @@ class InMemoryConversationRepository(_Repository):
 
     async def get_for_update(self, conversation_id: UUID) -> Conversation | None:
         await self._lock()
-        key = (self.table, conversation_id)
         # Re-read after the lock, as SELECT ... FOR UPDATE returns the row as last committed.
-        self._session.identity.pop(key, None)
-        self._session.loaded.pop(key, None)
+        self._session.forget(self.table, conversation_id)
         return self._session.get(self.table, conversation_id)
 
     async def list_page(

@@ -125,6 +125,11 @@ class InMemorySession:
                 found[key[1]] = self.identity[key]
         return list(found.values())
 
+    def forget(self, table: str, pk: Any) -> None:
+        """Drops this unit of work's copy of a row: the next read sees it as last committed."""
+        self.identity.pop((table, pk), None)
+        self.loaded.pop((table, pk), None)
+
     def add(self, table: str, row: Row) -> None:
         key = (table, PRIMARY_KEYS[table](row))
         self.identity[key] = row

@@ -19,19 +19,19 @@ parent, then exist) and inserts only the messages.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.sqlalchemy import tables
 from adapters.sqlalchemy.errors import translating
 from adapters.sqlalchemy.queries.compiled import CompiledSelect, CompiledStatement, parameters
 from adapters.sqlalchemy.queries.reads import by_id
 from adapters.sqlalchemy.queries.statements import Statements
+from adapters.sqlalchemy.store import SessionSource
 from domain.conversations import Conversation, Message
 
 # The columns of a conversation the domain changes (appending, renaming, closing); its id,
@@ -110,7 +110,7 @@ class SqlAlchemyConversationLog:
         self,
         compiled: LogStatements,
         statements: Statements,
-        session: Callable[[], Awaitable[AsyncSession]],
+        session: SessionSource,
     ) -> None:
         self._compiled = compiled
         self._statements = statements
@@ -132,18 +132,20 @@ class SqlAlchemyConversationLog:
         session = await self._session()
         if conversation in session:  # the ORM's to write: flushed first, its row then exists
             await session.flush()
-            for start in range(0, len(messages), ROWS_PER_INSERT):
-                chunk = messages[start : start + ROWS_PER_INSERT]
-                await self._statements.run(self._compiled.insert(len(chunk)), _row_values(chunk))
+            await self._insert_messages(messages)
             return
         last = max(0, len(messages) - ROWS_PER_INSERT)
-        for start in range(0, last, ROWS_PER_INSERT):  # a bulk append's leading chunks
-            chunk = messages[start : min(start + ROWS_PER_INSERT, last)]
-            await self._statements.run(self._compiled.insert(len(chunk)), _row_values(chunk))
+        if last:  # a bulk append's leading chunks
+            await self._insert_messages(messages[:last])
         values = {**_row_values(messages[last:]), **_conversation_values(conversation)}
         for statement in self._compiled.exchange(len(messages) - last):
             await self._statements.run(statement, values)
         self._unstored = [c for c in self._unstored if c is not conversation]
+
+    async def _insert_messages(self, messages: Sequence[Message]) -> None:
+        for start in range(0, len(messages), ROWS_PER_INSERT):
+            chunk = messages[start : start + ROWS_PER_INSERT]
+            await self._statements.run(self._compiled.insert(len(chunk)), _row_values(chunk))
 
     async def store_locked(self) -> None:
         """Before commit: stores the locked conversations no `append` stored."""

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
-from adapters.sqlalchemy.errors import translated
+from adapters.sqlalchemy.errors import DETAILS, translated
 from adapters.sqlalchemy.queries.drivers import Driver
 from application.errors import StoreBusy
 
@@ -53,7 +53,7 @@ class WriterQueue:
         try:
             await asyncio.wait_for(self._lock.acquire(), self._wait_seconds)
         except TimeoutError:
-            raise StoreBusy("The database is busy; try again shortly.") from None
+            raise StoreBusy(DETAILS[StoreBusy]) from None
 
     def leave(self) -> None:
         self._lock.release()
@@ -70,7 +70,6 @@ class ReadingConnection:
         self._session_connection: AsyncConnection | None = None
         self._session_driver: Any = None
 
-    @translated
     async def driver_connection(self) -> Any:
         if self._session is not None:
             if self._session_connection is None:
@@ -138,7 +137,6 @@ class WritingSession:
             raise RuntimeError("the unit of work's transaction has ended")
         return self._session
 
-    @translated
     async def connection(self) -> AsyncConnection:
         """The session's connection, inside its transaction (begun on the first call)."""
         if self._connection is None:
@@ -153,6 +151,8 @@ class WritingSession:
             self._connection = connection
         return self._connection
 
+    # The connections above are only taken inside a repository's or the log's methods, which
+    # translate database errors (errors.py); commit is the unit of work's own call.
     @translated
     async def commit(self) -> None:
         try:

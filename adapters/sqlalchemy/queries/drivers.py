@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Dialect
 from sqlalchemy.pool import PoolProxiedConnection
 
-Row = Sequence[Any]
+from adapters.sqlalchemy.queries.compiled import Row
 
 
 class Driver(Protocol):

@@ -3,20 +3,18 @@ recent messages. Each is one SELECT, compiled once per dialect."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from adapters.sqlalchemy import tables
-from adapters.sqlalchemy.queries.compiled import CompiledSelect
+from adapters.sqlalchemy.queries.compiled import CompiledSelect, Entity
 from adapters.sqlalchemy.queries.statements import Statements
 from domain.bots import Bot
 from domain.conversations import Conversation, Message
 from domain.users import User
-
-Entity = TypeVar("Entity")
 
 
 def by_id(table: sa.Table) -> sa.Select[Any]:

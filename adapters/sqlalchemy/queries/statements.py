@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters.sqlalchemy.queries.compiled import CompiledStatement
-from adapters.sqlalchemy.queries.drivers import Driver, Row
+from adapters.sqlalchemy.queries.compiled import CompiledStatement, Row
+from adapters.sqlalchemy.queries.drivers import Driver
 
 
 class Statements(Protocol):
