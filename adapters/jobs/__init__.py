@@ -90,12 +90,16 @@ def error_text(error: BaseException) -> str:
     return text[:ERROR_TEXT_LIMIT]
 
 
+# The last error of an attempt that a stopping worker cut short, and of one whose worker was lost.
+INTERRUPTED = "interrupted: the worker stopped while it ran"
+
+
+def worker_lost(attempt: int) -> str:
+    return f"the worker was lost while it ran attempt {attempt}"
+
+
 def minute_of(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(second=0, microsecond=0)
-
-
-def epoch(moment: datetime) -> float:
-    return moment.timestamp()
 
 
 def from_epoch(seconds: float | None) -> datetime | None:

@@ -49,9 +49,9 @@ for.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from adapters.engines import loaded_on_first_use
 from adapters.engines.knowledge.config import (
     DEFAULT_THRESHOLD,
     KNOWLEDGE_CONFIG_KEYS,
@@ -81,20 +81,14 @@ __all__ = [
 ]
 
 # Public names whose modules import numpy, bm25s and PyStemmer, and those modules.
-_LOADED_ON_FIRST_USE: dict[str, str] = {
-    "KnowledgeEngine": "adapters.engines.knowledge.engine",
-    "KnowledgeIndex": "adapters.engines.knowledge.index",
-    "KnowledgeMatch": "adapters.engines.knowledge.index",
-    "confidence_from_strength": "adapters.engines.knowledge.index",
-    "CALIBRATION_EXPONENT": "adapters.engines.knowledge.index",
-    "CALIBRATION_INTERCEPT": "adapters.engines.knowledge.index",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LOADED_ON_FIRST_USE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = loaded_on_first_use(
+    __name__,
+    {
+        "KnowledgeEngine": "adapters.engines.knowledge.engine",
+        "KnowledgeIndex": "adapters.engines.knowledge.index",
+        "KnowledgeMatch": "adapters.engines.knowledge.index",
+        "confidence_from_strength": "adapters.engines.knowledge.index",
+        "CALIBRATION_EXPONENT": "adapters.engines.knowledge.index",
+        "CALIBRATION_INTERCEPT": "adapters.engines.knowledge.index",
+    },
+)

@@ -37,9 +37,9 @@ needs (~6 MB). The names that need it (`OpenAICompatibleEngine`, `build_http_cli
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from adapters.engines import loaded_on_first_use
 from adapters.engines.openai.config import validate_openai_config
 from adapters.engines.openai.keys import checked_offer, offered_upstream_keys, refusal_of
 
@@ -58,17 +58,11 @@ __all__ = [
 ]
 
 # Public names whose modules import httpx, and those modules.
-_LOADED_ON_FIRST_USE: dict[str, str] = {
-    "OpenAICompatibleEngine": "adapters.engines.openai.engine",
-    "build_http_client": "adapters.engines.openai.upstream",
-    "ADDRESS_REFUSED": "adapters.engines.openai.upstream",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LOADED_ON_FIRST_USE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = loaded_on_first_use(
+    __name__,
+    {
+        "OpenAICompatibleEngine": "adapters.engines.openai.engine",
+        "build_http_client": "adapters.engines.openai.upstream",
+        "ADDRESS_REFUSED": "adapters.engines.openai.upstream",
+    },
+)

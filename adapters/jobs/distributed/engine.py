@@ -22,7 +22,14 @@ from procrastinate import App, BaseRetryStrategy, JobContext, PsycopgConnector, 
 from procrastinate.exceptions import AlreadyEnqueued, ConnectorException
 from procrastinate.jobs import Job, Status
 
-from adapters.jobs import WorkerOptions, error_text, first_run_at, json_payload
+from adapters.jobs import (
+    INTERRUPTED,
+    WorkerOptions,
+    error_text,
+    first_run_at,
+    json_payload,
+    worker_lost,
+)
 from adapters.jobs.distributed.schema import SCHEMA, libpq_conninfo
 from application.jobs import (
     JobKind,
@@ -37,7 +44,6 @@ logger = logging.getLogger("chatbots.jobs")
 
 QUEUE = "chatbots"
 SWEEP_TASK = "chatbots.jobs.sweep"
-INTERRUPTED = "interrupted: the worker stopped while it ran"
 _STATES = {
     "todo": JobState.QUEUED,
     "doing": JobState.RUNNING,
@@ -250,7 +256,7 @@ class DistributedJobs:
             logger.warning(
                 "job %s (%s): its worker was lost on attempt %d", job.id, job.task_name, attempt
             )
-            await self._record_error(job, f"the worker was lost while it ran attempt {attempt}")
+            await self._record_error(job, worker_lost(attempt))
             kind = self.registry.get(job.task_name)
             delay = kind.retry.retry_delay(attempt, _age(job)) if kind else None
             try:

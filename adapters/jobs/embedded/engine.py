@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from adapters.jobs import (
+    INTERRUPTED,
     WorkerOptions,
     error_text,
     first_run_at,
@@ -49,7 +50,6 @@ from application.jobs import (
 logger = logging.getLogger("chatbots.jobs")
 T = TypeVar("T")
 
-INTERRUPTED = "interrupted: the worker stopped while it ran"
 # huey names a task by its function's module and name, and stores that name with every queued
 # entry: `adapters.jobs.embedded.run_job`, as when this engine was one module, so the entries
 # (and scheduled retries) an earlier version left in the file still find their task.

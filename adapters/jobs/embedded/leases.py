@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from adapters.jobs import WorkerOptions
+from adapters.jobs import WorkerOptions, worker_lost
 from adapters.jobs.embedded.records import JobRecords, claim, retry_delay
 from adapters.jobs.huey_import import EmptyData
 from application.jobs import JobRegistry, JobState
@@ -74,7 +74,7 @@ class Leases:
             logger.warning(
                 "job %s (%s): its worker was lost on attempt %d", job_id, record.kind, attempt
             )
-            record.last_error = f"the worker was lost while it ran attempt {attempt}"
+            record.last_error = worker_lost(attempt)
             self.release(job_id)
             delay = retry_delay(self.registry, record, now)
             if delay is None:
