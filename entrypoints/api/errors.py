@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from application import errors as app_errors
 from application.pagination import InvalidCursor
 from domain import errors as domain_errors
+from entrypoints.api.hardening import media_type as sent_media_type
 from entrypoints.api.problem_schema import Problem as ProblemDocument
 from entrypoints.api.problems import PROBLEM_JSON, Problem
 
@@ -92,7 +93,7 @@ def _media_type_mismatch(request: Request, issues: Sequence[Any]) -> Problem | N
     body_field = getattr(route, "body_field", None)
     if body_field is None or request.method not in ("POST", "PUT", "PATCH"):
         return None
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    media_type = sent_media_type(request.scope)
     wants_form = isinstance(body_field.field_info, params.Form)
     accepted = _FORM_MEDIA_TYPES if wants_form else _JSON_MEDIA_TYPES
     if media_type in accepted or not any(

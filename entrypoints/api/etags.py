@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Protocol, TypeVar
 
 from fastapi import Response
 
@@ -15,8 +16,18 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def set_etag(response: Response, version: int) -> None:
-    response.headers["ETag"] = etag(version)
+class _Versioned(Protocol):
+    @property
+    def version(self) -> int: ...
+
+
+V = TypeVar("V", bound=_Versioned)
+
+
+def with_etag(response: Response, out: V) -> V:
+    """`out`, with its version's `ETag` set on `response`."""
+    response.headers["ETag"] = etag(out.version)
+    return out
 
 
 def expected_version(if_match: str | None) -> int | None:

@@ -147,7 +147,7 @@ class Exchange:
         return self._render(
             lambda text: numbered(_event("delta", {"content": text})),
             lambda reply: numbered(_event("done", render_message(reply))),
-            lambda error: numbered(problem_for(error).sse_event()),
+            lambda error: numbered(_event("error", problem_for(error).body())),
         )
 
     def openai_chunks(self, model: str, created: int) -> AsyncIterator[bytes]:
@@ -162,12 +162,12 @@ class Exchange:
                 "model": model,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             }
-            return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+            return _data(payload)
 
         body = self._render(
             lambda text: chunk({"content": text}),
             lambda _reply: chunk({}, "stop"),
-            lambda error: problem_for(error).openai_sse_chunk(),
+            lambda error: _data(problem_for(error).openai_body()),
         )
 
         async def framed() -> AsyncIterator[bytes]:
@@ -181,3 +181,8 @@ class Exchange:
 
 def _event(name: str, data: Any) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _data(data: Any) -> bytes:
+    """An unnamed event, as OpenAI's streams send them."""
+    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()

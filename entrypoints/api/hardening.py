@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.text import UNSTORABLE_TEXT_MESSAGE, is_storable
+from entrypoints.api.middleware import body_too_large
 from entrypoints.api.problems import OPENAI_PATH_PREFIX, Problem
 
 # Bytes without which a JSON body cannot decode to a NUL or a lone surrogate: an escape (\u),
@@ -61,7 +62,8 @@ def _query_locations(query_string: bytes) -> list[list[str | int]]:
     return [["query", name] for name, value in fields if "\x00" in name + value]
 
 
-def _media_type(scope: Scope) -> str:
+def media_type(scope: Scope) -> str:
+    """The request's media type (Content-Type without parameters, lower case), else ""."""
     for name, value in scope["headers"]:
         if name == b"content-type":
             media_type: str = value.split(b";", 1)[0].strip().lower().decode("latin-1")
@@ -87,18 +89,18 @@ class TextInputRule:
         if found := _query_locations(scope["query_string"]):
             await self._refuse(scope, receive, send, found)
             return
-        media_type = _media_type(scope)
-        if media_type not in _CHECKED_MEDIA_TYPES:
+        sent_type = media_type(scope)
+        if sent_type not in _CHECKED_MEDIA_TYPES:
             await self.app(scope, receive, send)
             return
         try:
             messages = await _whole_body(receive)
         except HTTPException as error:  # the body limit, raised by the middleware around us
-            problem = Problem(error.status_code, str(error.detail), slug="body-too-large")
+            problem = body_too_large(str(error.detail))
             await problem.response_for(scope["path"])(scope, receive, send)
             return
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
-        if found := _body_locations(media_type, body):
+        if found := _body_locations(sent_type, body):
             await self._refuse(scope, receive, send, found)
             return
         await self.app(scope, _replaying(messages, receive), send)
@@ -144,6 +146,8 @@ DOCS_CSP: Final = (
     "img-src 'self' data:; worker-src 'self' blob:; frame-ancestors 'none'"
 )
 API_CSP: Final = "default-src 'none'; frame-ancestors 'none'"
+_DOCS_CSP_HEADER: Final = (b"content-security-policy", DOCS_CSP.encode())
+_API_CSP_HEADER: Final = (b"content-security-policy", API_CSP.encode())
 _COMMON_HEADERS: Final = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -164,16 +168,13 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        csp = DOCS_CSP if path.startswith(_DOCS_PATHS) else API_CSP
+        csp = _DOCS_CSP_HEADER if path.startswith(_DOCS_PATHS) else _API_CSP_HEADER
         private = path.startswith(("/api/", OPENAI_PATH_PREFIX))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
-                names = {name.lower() for name, _ in headers}
-                headers.extend(_COMMON_HEADERS)
-                headers.append((b"content-security-policy", csp.encode()))
-                if private and b"cache-control" not in names:
+                headers = [*message.get("headers", ()), *_COMMON_HEADERS, csp]
+                if private and not any(name.lower() == b"cache-control" for name, _ in headers):
                     headers.append((b"cache-control", b"no-store"))
                 message["headers"] = headers
             await send(message)

@@ -8,6 +8,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from entrypoints.api.problems import Problem
 
 
+def body_too_large(detail: str) -> Problem:
+    return Problem(413, detail, slug="body-too-large")
+
+
 class BodySizeLimit:
     """413 for bodies over `max_bytes`: at once when Content-Length says so, and while reading
     when a chunked body grows past it (the route's error handler renders that one)."""
@@ -22,7 +26,7 @@ class BodySizeLimit:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                problem = Problem(413, self._detail(), slug="body-too-large")
+                problem = body_too_large(self._detail())
                 await problem.response_for(scope["path"])(scope, receive, send)
                 return
         received = 0

@@ -18,7 +18,6 @@ from entrypoints.api.dependencies import current_user
 from entrypoints.api.problems import OPENAI_PATH_PREFIX, PROBLEM_JSON
 
 BOT_KEY_SCHEME: Final = "BotApiKey"
-USER_SCHEME: Final = "OAuth2PasswordBearer"
 _PROBLEM_REF: Final = {"$ref": "#/components/schemas/Problem"}
 _OPENAI_ERROR_REF: Final = {"$ref": "#/components/schemas/OpenAIError"}
 _OPENAI_ERROR_SCHEMA: Final = {

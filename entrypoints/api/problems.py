@@ -1,6 +1,6 @@
-"""One problem value, three renderings: problem+json (RFC 9457), OpenAI's error envelope (the
-`/v1` surface, which OpenAI's SDKs parse into typed exceptions) and an SSE `error` event (an
-answer already streaming can no longer change its status)."""
+"""One problem value, two bodies: problem+json (RFC 9457) and OpenAI's error envelope (the `/v1`
+surface, which OpenAI's SDKs parse into typed exceptions). An answer already streaming can no
+longer change its status: exchange.py sends either body as an SSE event instead."""
 
 from __future__ import annotations
 
@@ -98,11 +98,3 @@ class Problem:
     def response_for(self, path: str) -> JSONResponse:
         """The rendering the caller of `path` understands."""
         return self.openai_response() if path.startswith(OPENAI_PATH_PREFIX) else self.response()
-
-    def sse_event(self) -> bytes:
-        """Our streams' `error` event, carrying the problem object."""
-        return f"event: error\ndata: {json.dumps(self.body(), separators=(',', ':'))}\n\n".encode()
-
-    def openai_sse_chunk(self) -> bytes:
-        """An error chunk of a `/v1` stream, in OpenAI's envelope."""
-        return f"data: {json.dumps(self.openai_body(), separators=(',', ':'))}\n\n".encode()

@@ -7,7 +7,10 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Header, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from application.pagination import Page
+
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 class StrictIn(BaseModel):
@@ -24,6 +27,14 @@ class PageOut(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(
         None, description="Pass as `?cursor=` for the next page; null on the last page."
+    )
+
+
+def page_of(model: type[M], page: Page[Any]) -> PageOut[M]:
+    """A use case's page as `PageOut[model]`, each item read by `model`."""
+    out: type[PageOut[M]] = PageOut[model]  # type: ignore[valid-type]
+    return out(
+        items=[model.model_validate(item) for item in page.items], next_cursor=page.next_cursor
     )
 
 

@@ -16,8 +16,17 @@ from domain.bots import (
 )
 from entrypoints.api.dependencies import Bots, CurrentUser
 from entrypoints.api.errors import problem_responses
-from entrypoints.api.etags import expected_version, set_etag
-from entrypoints.api.schemas import Cursor, IfMatch, Limit, NoNulls, Out, PageOut, StrictIn
+from entrypoints.api.etags import expected_version, with_etag
+from entrypoints.api.schemas import (
+    Cursor,
+    IfMatch,
+    Limit,
+    NoNulls,
+    Out,
+    PageOut,
+    StrictIn,
+    page_of,
+)
 
 router = APIRouter(prefix="/api/v1/bots", tags=["bots"])
 
@@ -84,9 +93,7 @@ BOT_ERRORS = problem_responses(401, 403, 404)
 
 
 def _bot(response: Response, bot: object) -> BotOut:
-    out = BotOut.model_validate(bot)
-    set_etag(response, out.version)
-    return out
+    return with_etag(response, BotOut.model_validate(bot))
 
 
 @router.post(
@@ -122,9 +129,7 @@ async def list_bots(
         limit=limit,
         cursor=cursor,
     )
-    return PageOut[BotOut](
-        items=[BotOut.model_validate(b) for b in page.items], next_cursor=page.next_cursor
-    )
+    return page_of(BotOut, page)
 
 
 @router.get("/{bot_id}", response_model=BotOut | PublicBotOut, responses=BOT_ERRORS)

@@ -1,7 +1,7 @@
 """Conversations as threads: open, list, read, rename, close, delete, export; a bot's stats."""
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Response, status
@@ -12,7 +12,7 @@ from domain.conversations import MAX_TITLE_LENGTH, ConversationStatus
 from entrypoints.api.dependencies import Conversations, CurrentActor
 from entrypoints.api.errors import problem_responses
 from entrypoints.api.export import ConversationExportOut, export_document, export_markdown
-from entrypoints.api.schemas import Cursor, Limit, Out, PageOut, StrictIn
+from entrypoints.api.schemas import Cursor, Limit, Out, PageOut, StrictIn, page_of
 
 router = APIRouter(tags=["conversations"])
 StatusFilter = Annotated[Literal["open", "closed"] | None, Query(alias="status")]
@@ -54,12 +54,6 @@ class BotStatsOut(Out):
     feedback_down: int
     latency_p50_ms: float | None
     latency_p95_ms: float | None
-
-
-def _conversations_page(page: Any) -> PageOut[ConversationOut]:
-    return PageOut[ConversationOut](
-        items=[ConversationOut.model_validate(c) for c in page.items], next_cursor=page.next_cursor
-    )
 
 
 # --- under a bot --------------------------------------------------------------------------------
@@ -114,7 +108,7 @@ async def list_bot_conversations(
         limit=limit,
         cursor=cursor,
     )
-    return _conversations_page(page)
+    return page_of(ConversationOut, page)
 
 
 @router.get(
@@ -153,7 +147,7 @@ async def list_conversations(
         limit=limit,
         cursor=cursor,
     )
-    return _conversations_page(page)
+    return page_of(ConversationOut, page)
 
 
 @router.get(

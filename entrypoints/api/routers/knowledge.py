@@ -17,8 +17,17 @@ from domain.bots import (
 )
 from entrypoints.api.dependencies import CurrentUser, Knowledge
 from entrypoints.api.errors import problem_responses
-from entrypoints.api.etags import expected_version, set_etag
-from entrypoints.api.schemas import Cursor, IfMatch, Limit, NoNulls, Out, PageOut, StrictIn
+from entrypoints.api.etags import expected_version, with_etag
+from entrypoints.api.schemas import (
+    Cursor,
+    IfMatch,
+    Limit,
+    NoNulls,
+    Out,
+    PageOut,
+    StrictIn,
+    page_of,
+)
 
 router = APIRouter(prefix="/api/v1/bots", tags=["knowledge"])
 ENTRY_ERRORS = problem_responses(401, 403, 404)
@@ -71,9 +80,7 @@ class BulkOut(Out):
 
 
 def _entry(response: Response, entry: object) -> KnowledgeOut:
-    out = KnowledgeOut.model_validate(entry)
-    set_etag(response, out.version)
-    return out
+    return with_etag(response, KnowledgeOut.model_validate(entry))
 
 
 @router.post(
@@ -101,9 +108,7 @@ async def list_knowledge(
 ) -> PageOut[KnowledgeOut]:
     """The bot's knowledge entries, oldest first."""
     page = await knowledge.list_entries(actor, bot_id, limit=limit, cursor=cursor)
-    return PageOut[KnowledgeOut](
-        items=[KnowledgeOut.model_validate(e) for e in page.items], next_cursor=page.next_cursor
-    )
+    return page_of(KnowledgeOut, page)
 
 
 @router.post(

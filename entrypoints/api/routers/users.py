@@ -10,7 +10,7 @@ from domain.users import Role
 from entrypoints.api.dependencies import CurrentUser, Identity
 from entrypoints.api.errors import problem_responses
 from entrypoints.api.routers.auth import UserOut
-from entrypoints.api.schemas import PageOut, StrictIn
+from entrypoints.api.schemas import PageOut, StrictIn, page_of
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
@@ -63,9 +63,7 @@ async def list_users(
 ) -> PageOut[UserOut]:
     """Admins only: every account, oldest first."""
     page = await identity.list_users(actor, limit=limit, cursor=cursor)
-    return PageOut[UserOut](
-        items=[UserOut.model_validate(u) for u in page.items], next_cursor=page.next_cursor
-    )
+    return page_of(UserOut, page)
 
 
 @router.patch(
